@@ -1,0 +1,55 @@
+"""The ``gcl-jax`` command line: ``gcl-jax data info NAME``.
+
+User mistakes (unknown dataset, missing or corrupt files, bad flags) print one line to stderr and
+exit with status 2; only genuine bugs show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line with exit status 2."""
+
+    def error(self, message):
+        raise SystemExit(_fail(f"{self.prog}: {message}"))
+
+
+def _fail(message: str) -> int:
+    print(f"gcl-jax: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _data_info(args) -> int:
+    from gcl_jax import data
+
+    dataset = data.load(args.name, root=args.root)
+    print(json.dumps(dataset.info()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gcl-jax", description="Graph contrastive learning in JAX.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    data_parser = commands.add_parser("data", help="inspect datasets")
+    data_commands = data_parser.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    info = data_commands.add_parser("info", help="print a dataset's counts as one JSON object")
+    info.add_argument("name", help="dataset name, e.g. cora, amazon-photo, mutag, imdb-binary")
+    info.add_argument("--root", default=None, help="data root holding one folder per dataset")
+    info.set_defaults(run=_data_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, PermissionError) as error:
+        return _fail("; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
