@@ -1,0 +1,231 @@
+"""Training: a method as pure functions, a jit-compiled step on optax, orbax checkpoints, metrics.
+
+A :class:`Method` is a NamedTuple of pure functions (the optax shape): no hidden state, so the
+whole run state is one pytree (:class:`TrainState`) that orbax saves and restores as it is.
+``state`` holds what a method keeps but does not train (batch-norm statistics, a BGRL target
+network); ``params`` is what the optimizer updates.
+
+Resuming is exact: the batch of step ``t`` is ``batch_fn(t)`` and the step's key is
+``fold_in(run_key, t)``, so a resumed run replays precisely what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+Params = Any
+Batch = Any
+
+
+class Method(NamedTuple):
+    """A self-supervised method: every field a pure function.
+
+    - ``init(key, batch) -> (params, state)``
+    - ``loss(params, state, key, batch) -> (loss, (state, metrics))``: ``metrics`` a dict of scalars
+    - ``embed(params, state, batch) -> embeddings`` (frozen, for evaluation)
+    - ``update_state(params, state, step) -> state``: after each optimizer step (EMA targets);
+      ``None`` when the method has nothing to update.
+    """
+
+    init: Callable
+    loss: Callable
+    embed: Callable
+    update_state: Callable | None = None
+
+
+class TrainState(NamedTuple):
+    """Everything a run needs to continue: a pytree, checkpointed whole."""
+
+    step: jax.Array
+    params: Params
+    state: Any
+    opt_state: Any
+    key: jax.Array
+
+
+class NonFiniteLoss(RuntimeError):
+    """Raised when a step produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+# ----------------------------------------------------------------------------- optimizer
+
+
+def make_optimizer(
+    learning_rate: float,
+    total_steps: int,
+    *,
+    weight_decay: float = 0.0,
+    warmup_steps: int = 0,
+    schedule: str = "constant",
+    clip_norm: float | None = None,
+) -> tuple[optax.GradientTransformation, Callable[[int], float]]:
+    """Adam (AdamW when ``weight_decay`` > 0) with an optional warm-up + cosine schedule and clipping.
+
+    Returns the transformation and the schedule, so the trainer can log the learning rate.
+    ``schedule="cosine"`` is BGRL's: linear warm-up, then cosine decay to 0 at ``total_steps``.
+    """
+    if schedule == "constant":
+        lr = optax.constant_schedule(learning_rate) if not warmup_steps else optax.join_schedules(
+            [optax.linear_schedule(0.0, learning_rate, warmup_steps), optax.constant_schedule(learning_rate)],
+            [warmup_steps],
+        )
+    elif schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, learning_rate, max(warmup_steps, 0), max(total_steps, warmup_steps + 1), 0.0)
+    else:
+        raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
+    adam = optax.adamw(lr, weight_decay=weight_decay) if weight_decay else optax.adam(lr)
+    chain = optax.chain(optax.clip_by_global_norm(clip_norm), adam) if clip_norm else adam
+    return chain, lr
+
+
+def ema_update(online: Params, target: Params, decay: float) -> Params:
+    """Exponential moving average ``target <- decay * target + (1 - decay) * online`` (BGRL, BYOL)."""
+    return jax.tree_util.tree_map(lambda o, t: decay * t + (1.0 - decay) * o, online, target)
+
+
+def cosine_decay_rate(step, total_steps: int, base: float) -> jax.Array:
+    """BGRL's EMA decay schedule: ``1 - (1 - base) * (cos(pi * step / total) + 1) / 2``."""
+    progress = jnp.minimum(step / max(total_steps, 1), 1.0)
+    return 1.0 - (1.0 - base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
+
+
+# ----------------------------------------------------------------------------- step
+
+
+def init_state(method: Method, optimizer: optax.GradientTransformation, seed: int, sample: Batch) -> TrainState:
+    """Initial run state from a seed and one sample batch (for shapes)."""
+    init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
+    params, state = method.init(init_key, sample)
+    return TrainState(jnp.zeros((), jnp.int32), params, state, optimizer.init(params), run_key)
+
+
+def make_step(method: Method, optimizer: optax.GradientTransformation) -> Callable:
+    """``step(train_state, batch) -> (train_state, loss, metrics)``, pure; jit it (the trainer does)."""
+
+    def step(ts: TrainState, batch: Batch):
+        key = jax.random.fold_in(ts.key, ts.step)
+        (loss, (state, metrics)), grads = jax.value_and_grad(method.loss, has_aux=True)(ts.params, ts.state, key, batch)
+        updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
+        params = optax.apply_updates(ts.params, updates)
+        if method.update_state is not None:
+            state = method.update_state(params, state, ts.step)
+        return TrainState(ts.step + 1, params, state, opt_state, ts.key), loss, metrics
+
+    return step
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_manager(directory: Path, *, every: int, keep: int, monitor: str | None = None, mode: str = "min"):
+    """An orbax manager saving every ``every`` steps, keeping the last ``keep`` and the best by ``monitor``.
+
+    Saves are asynchronous where orbax supports it and atomic (written to a temporary directory,
+    renamed when complete), so a crash never leaves a half-written checkpoint behind.
+    """
+    policies = [checkpoint_managers.LatestN(n=keep)]
+    if monitor is not None:
+        policies.append(
+            checkpoint_managers.BestN(get_metric_fn=lambda m: m[monitor], reverse=(mode == "min"), n=1)
+        )
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=every,
+        preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+        enable_async_checkpointing=True,
+        cleanup_tmp_directories=True,
+    )
+    return ocp.CheckpointManager(Path(directory).absolute(), options=options)
+
+
+def restore_latest(manager, template: TrainState) -> TrainState | None:
+    """The newest checkpoint restored into ``template``'s structure, or ``None`` if there is none."""
+    latest = manager.latest_step()
+    if latest is None:
+        return None
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+    restored = manager.restore(latest, args=ocp.args.StandardRestore(abstract))
+    return TrainState(*restored) if not isinstance(restored, TrainState) else restored
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def fit(
+    method: Method,
+    optimizer: optax.GradientTransformation,
+    batch_fn: Callable[[int], Batch],
+    num_steps: int,
+    *,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    checkpoint_every: int = 100,
+    keep: int = 3,
+    resume: bool = False,
+    learning_rate: Callable[[int], float] | None = None,
+    progress: bool = True,
+    log_every: int = 1,
+) -> TrainState:
+    """Train for ``num_steps`` optimizer steps; ``batch_fn(t)`` gives the batch of step ``t``.
+
+    With ``out_dir``: checkpoints in ``out_dir/checkpoints`` (every ``checkpoint_every`` steps and
+    at the end, the last ``keep`` kept, plus the lowest-loss one), ``metrics.jsonl`` with one line
+    per logged step (step, loss, lr, time and the method's metrics). ``resume`` continues from the
+    newest checkpoint. A non-finite loss raises :class:`NonFiniteLoss` naming the step.
+    """
+    from tqdm.auto import tqdm
+
+    step_fn = jax.jit(make_step(method, optimizer))
+    ts = init_state(method, optimizer, seed, batch_fn(0))
+    manager = None
+    metrics_file = None
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        manager = checkpoint_manager(out_dir / "checkpoints", every=checkpoint_every, keep=keep, monitor="loss")
+        if resume:
+            ts = restore_latest(manager, ts) or ts
+        elif manager.latest_step() is not None:
+            raise FileExistsError(f"{out_dir / 'checkpoints'} already holds checkpoints: pass resume=True or a new out_dir")
+        metrics_file = open(out_dir / "metrics.jsonl", "a" if resume else "w")
+    start = int(ts.step)
+    started = time.perf_counter()
+    bar = tqdm(total=num_steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
+    try:
+        for t in range(start, num_steps):
+            ts, loss, metrics = step_fn(ts, batch_fn(t))
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(
+                    f"loss is {loss} at step {t}; "
+                    + (f"last good checkpoint: step {manager.latest_step()} in {out_dir / 'checkpoints'}" if manager else "no checkpoint directory")
+                )
+            if metrics_file is not None and ((t + 1) % log_every == 0 or t + 1 == num_steps):
+                record = {"step": t + 1, "loss": loss, "time": round(time.perf_counter() - started, 4)}
+                if learning_rate is not None:
+                    record["lr"] = float(learning_rate(t))
+                record.update({k: float(v) for k, v in metrics.items()})
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+            if manager is not None:
+                manager.save(t + 1, args=ocp.args.StandardSave(ts), metrics={"loss": loss}, force=(t + 1 == num_steps))
+            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.update(1)
+    finally:
+        bar.close()
+        if manager is not None:
+            manager.wait_until_finished()
+            manager.close()
+        if metrics_file is not None:
+            metrics_file.close()
+    return ts

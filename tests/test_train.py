@@ -1,0 +1,97 @@
+"""Trainer: checkpoints, exact resume after SIGKILL, non-finite loss, metrics, optimizer pieces."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gcl_jax import train
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_toy.py"
+sys.path.insert(0, str(SCRIPT.parent))
+from train_toy import batch_fn, toy_method  # noqa: E402
+
+
+def run_toy(out: Path, steps: int, *extra: str, sleep: float = 0.0, wait: bool = True):
+    env = dict(os.environ, TOY_STEP_SLEEP=str(sleep))
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(out), str(steps), *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    if wait:
+        stdout, stderr = process.communicate(timeout=240)
+        assert process.returncode == 0, stderr[-2000:]
+        return stdout
+    return process
+
+
+def logged_steps(out: Path) -> int:
+    path = out / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    steps = 30
+    reference = tmp_path / "reference"
+    run_toy(reference, steps)
+
+    interrupted = tmp_path / "interrupted"
+    process = run_toy(interrupted, steps, sleep=0.15, wait=False)
+    deadline = time.time() + 200
+    while logged_steps(interrupted) < 11 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    killed_at = logged_steps(interrupted)
+    assert killed_at < steps
+    saved = sorted(int(p.name) for p in (interrupted / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved and max(saved) <= killed_at
+
+    stdout = run_toy(interrupted, steps, "--resume")
+    np.testing.assert_array_equal(np.load(interrupted / "final.npy"), np.load(reference / "final.npy"))
+    assert "calls 30" in stdout  # the method's own state was restored too
+    records = [json.loads(line) for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == steps and {"loss", "lr", "time", "norm"} <= set(records[-1])
+
+
+def test_checkpoints_keep_last_n_plus_best(tmp_path):
+    optimizer, _ = train.make_optimizer(1e-2, 20)
+    train.fit(toy_method(), optimizer, batch_fn, 20, out_dir=tmp_path, checkpoint_every=2, keep=2, progress=False)
+    saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved[-2:] == [18, 20]
+    assert len(saved) <= 3
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        train.fit(toy_method(), optimizer, batch_fn, 20, out_dir=tmp_path, progress=False)
+
+
+def test_non_finite_loss_names_step_and_keeps_checkpoint(tmp_path):
+    method = toy_method()
+
+    def exploding(params, state, key, batch):
+        value, aux = method.loss(params, state, key, batch)
+        return jnp.where(state["calls"] >= 7, jnp.nan, value), aux
+
+    optimizer, _ = train.make_optimizer(1e-2, 20)
+    with pytest.raises(train.NonFiniteLoss, match="at step 7; last good checkpoint: step 6"):
+        train.fit(method._replace(loss=exploding), optimizer, batch_fn, 20, out_dir=tmp_path, checkpoint_every=3, progress=False)
+    assert (tmp_path / "checkpoints" / "6").is_dir()
+
+
+def test_schedules_and_ema():
+    _, lr = train.make_optimizer(1.0, 100, schedule="cosine", warmup_steps=10)
+    assert float(lr(0)) == 0.0 and float(lr(10)) == pytest.approx(1.0) and float(lr(100)) == pytest.approx(0.0)
+    assert float(lr(55)) == pytest.approx(0.5, abs=1e-6)
+    assert float(train.cosine_decay_rate(0, 100, 0.99)) == pytest.approx(0.99)
+    assert float(train.cosine_decay_rate(100, 100, 0.99)) == pytest.approx(1.0)
+    target = train.ema_update({"a": jnp.ones(2)}, {"a": jnp.zeros(2)}, 0.9)
+    np.testing.assert_allclose(target["a"], 0.1)
+    with pytest.raises(ValueError, match="schedule"):
+        train.make_optimizer(1.0, 10, schedule="linear")
