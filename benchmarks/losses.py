@@ -1,0 +1,184 @@
+"""Memory and speed of the InfoNCE (GRACE form: both views, intra-view negatives).
+
+Three tables:
+
+1. memory: compiled ``memory_analysis()`` temp bytes of ``value_and_grad(info_nce)``,
+   blockwise vs dense (compile only, nothing is allocated);
+2. speed: fwd+bwd time of blockwise vs dense InfoNCE and of one plain
+   ``jnp.dot`` of an (N x d) @ (d x N) matmul, with achieved FLOP/s;
+3. sharded: per-device temp bytes of the ring (and all-gather) sharded loss on P
+   simulated CPU devices vs one device (run in a subprocess, since the device
+   count must be set before jax is imported).
+
+FLOP accounting (GRACE, 2N anchors x 2N columns): the forward streams one
+2N x 2N x d product (= 4 N x N x d matmuls); the backward recomputes it (4) and
+forms the row and column gradients (4 + 4): 16 N x N x d matmuls in all, i.e.
+``16 * 2 N^2 d`` FLOPs.  Dense autodiff keeps the logits: 12 matmuls.
+
+    python benchmarks/losses.py                       # small sizes for a laptop CPU
+    python benchmarks/losses.py --mem-sizes 8192,32768,131072 --speed-n 16384
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def _parse():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--d", type=int, default=256)
+    p.add_argument("--block", type=int, default=1024)
+    p.add_argument("--mem-sizes", default="8192,32768,131072")
+    p.add_argument("--dense-mem-max", type=int, default=32768,
+                   help="largest N for which the dense program is compiled")
+    p.add_argument("--speed-n", type=int, default=4096)
+    p.add_argument("--speed-dense-max", type=int, default=16384,
+                   help="largest N for which dense is timed (its logits must fit)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--devices", type=int, default=8)
+    p.add_argument("--sharded-n", type=int, default=32768)
+    p.add_argument("--skip", default="", help="comma list of: memory,speed,sharded")
+    p.add_argument("--_sharded-worker", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args()
+
+
+def _mib(b):
+    return f"{b / 2**20:,.1f} MiB"
+
+
+def _table(title, header, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = " | ".join(h.ljust(w) for h, w in zip(header, widths))
+    print(f"\n{title}\n{line}\n" + "-+-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+
+
+def _grad_fn(block, **kw):
+    import jax
+
+    from gcl_jax import losses
+
+    def loss(z1, z2):
+        return losses.info_nce(z1, z2, temperature=0.5, block_size=block, **kw)
+
+    return jax.value_and_grad(loss, argnums=(0, 1))
+
+
+def _temp_bytes(fn, n, d, dtype):
+    import jax
+
+    spec = jax.ShapeDtypeStruct((n, d), dtype)
+    return jax.jit(fn).lower(spec, spec).compile().memory_analysis().temp_size_in_bytes
+
+
+def memory(args):
+    rows = []
+    for n in [int(x) for x in args.mem_sizes.split(",")]:
+        blk = _temp_bytes(_grad_fn(args.block), n, args.d, args.dtype)
+        dense = (_mib(_temp_bytes(_grad_fn(None), n, args.d, args.dtype))
+                 if n <= args.dense_mem_max else "(not compiled)")
+        nd = n * args.d * (2 if args.dtype == "bfloat16" else 4)
+        rows.append([n, args.d, args.dtype, _mib(blk), f"{blk / nd:.1f}", dense])
+    _table(f"memory: value_and_grad(info_nce) temp bytes (block={args.block})",
+           ["N", "d", "dtype", "blockwise", "blockwise / (N*d*itemsize)", "dense"], rows)
+
+
+def _time(f, *xs, repeats):
+    import jax
+
+    jax.block_until_ready(f(*xs))  # compile + warm up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f(*xs))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def speed(args):
+    import jax
+    import jax.numpy as jnp
+
+    n, d = args.speed_n, args.d
+    k1, k2 = jax.random.split(jax.random.key(0))
+    z1 = jax.random.normal(k1, (n, d), args.dtype)
+    z2 = jax.random.normal(k2, (n, d), args.dtype)
+    flops_one = 2.0 * n * n * d
+    dot = jax.jit(lambda a, b: jnp.dot(a, b.T, preferred_element_type=jnp.float32))
+    t_dot = _time(dot, z1, z2, repeats=args.repeats)
+    ref = flops_one / t_dot
+    rows = [["jnp.dot (N x d)@(d x N)", 1, f"{t_dot * 1e3:,.1f}", f"{ref / 1e9:,.1f}", "100%", ""]]
+    t_blk = _time(jax.jit(_grad_fn(args.block)), z1, z2, repeats=args.repeats)
+    rate = 16 * flops_one / t_blk
+    rows.append([f"blockwise fwd+bwd (block={args.block})", 16, f"{t_blk * 1e3:,.1f}",
+                 f"{rate / 1e9:,.1f}", f"{100 * rate / ref:.0f}%", ""])
+    if n <= args.speed_dense_max:
+        t_den = _time(jax.jit(_grad_fn(None)), z1, z2, repeats=args.repeats)
+        rate = 12 * flops_one / t_den
+        rows.append(["dense fwd+bwd", 12, f"{t_den * 1e3:,.1f}", f"{rate / 1e9:,.1f}",
+                     f"{100 * rate / ref:.0f}%", ""])
+        rows[1][-1] = f"{t_blk / t_den:.2f}x dense"
+    _table(f"speed: InfoNCE (GRACE) N={n}, d={d}, {args.dtype}, {jax.devices()[0].platform} "
+           f"({os.cpu_count()} cores)",
+           ["program", "N x N x d matmuls", "time [ms]", "GFLOP/s", "vs jnp.dot", "ratio"], rows)
+
+
+def sharded_worker(args):
+    """Runs with P simulated devices: prints per-device temp bytes as JSON."""
+    from functools import partial
+
+    import jax
+    from jax.sharding import PartitionSpec as P
+
+    from gcl_jax import losses
+
+    mesh = jax.make_mesh((args.devices,), ("d",), axis_types=(jax.sharding.AxisType.Auto,))
+    n, d = args.sharded_n, args.d
+    out = {"single": _temp_bytes(_grad_fn(args.block), n, d, args.dtype)}
+    for coll in ("ring", "all_gather"):
+        loss = partial(losses.info_nce, temperature=0.5, block_size=args.block,
+                       axis_name="d", collective=coll)
+        f = jax.shard_map(loss, mesh=mesh, in_specs=(P("d"), P("d")), out_specs=P())
+        out[coll] = _temp_bytes(jax.value_and_grad(f, argnums=(0, 1)), n, d, args.dtype)
+    print(json.dumps(out))
+
+
+def sharded(args):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={args.devices}",
+               JAX_PLATFORMS="cpu")
+    cmd = [sys.executable, __file__, "--_sharded-worker", "--d", str(args.d), "--block",
+           str(args.block), "--dtype", args.dtype, "--devices", str(args.devices),
+           "--sharded-n", str(args.sharded_n)]
+    res = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True,
+                                    text=True).stdout.strip().splitlines()[-1])
+    p, single = args.devices, res["single"]
+    rows = [["1 device, blockwise", _mib(single), "1.00", "1.00"]]
+    for coll in ("ring", "all_gather"):
+        rows.append([f"{p} devices, {coll}, per device", _mib(res[coll]),
+                     f"{res[coll] / single:.3f}", f"{1 / p:.3f}"])
+    _table(f"sharded: per-device temp bytes, value_and_grad, N={args.sharded_n}, d={args.d}, "
+           f"block={args.block}, {args.dtype}",
+           ["program", "temp", "ratio to 1 device", "ideal 1/P"], rows)
+
+
+def main():
+    args = _parse()
+    if args._sharded_worker:
+        return sharded_worker(args)
+    skip = set(filter(None, args.skip.split(",")))
+    if "memory" not in skip:
+        memory(args)
+    if "speed" not in skip:
+        speed(args)
+    if "sharded" not in skip:
+        sharded(args)
+
+
+if __name__ == "__main__":
+    main()

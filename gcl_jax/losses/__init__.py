@@ -1,0 +1,35 @@
+"""Loss functions of embeddings for graph contrastive / self-supervised learning.
+
+Pure functions of JAX arrays (imports only jax, numpy and the standard library).
+
+N x N losses (``info_nce``, ``nt_xent``, ``clip``, ``siglip``,
+``debiased_info_nce``, ``hard_info_nce``, ``multi_similarity``) share the
+keywords
+
+* ``block_size``: ``None`` -> dense reference; ``int`` -> blockwise streaming
+  reductions with a custom VJP that recomputes tiles (O(N d + block^2) memory);
+* ``axis_name``: ``None`` -> one device; a mesh axis name -> called inside
+  ``jax.shard_map`` with rows sharded; negatives travel around a ring of
+  ``ppermute`` steps (``collective='ring'``) or are all-gathered
+  (``collective='all_gather'``); every device returns the global loss;
+* ``valid``: optional ``(N,)`` boolean row mask (the local shard under
+  ``axis_name``): padding rows are neither anchors nor negatives.
+
+O(N) / O(N d^2) losses (``jsd``, ``local_global_jsd``, ``triplet_margin``,
+``barlow_twins``, ``vicreg``, ``cca_ssg``, ``bootstrap``,
+``scaled_cosine_error``, ``swav``) take ``valid`` and ``axis_name`` (batch
+statistics are psum-ed).
+"""
+from .clustering import sinkhorn, swav
+from .contrastive import clip, debiased_info_nce, hard_info_nce, info_nce, nt_xent, siglip
+from .metric import multi_similarity, triplet_margin
+from .mutual_info import jsd, local_global_jsd
+from .predictive import bootstrap, scaled_cosine_error
+from .redundancy import barlow_twins, cca_ssg, vicreg
+
+__all__ = [
+    "info_nce", "nt_xent", "clip", "siglip", "debiased_info_nce", "hard_info_nce",
+    "multi_similarity", "triplet_margin", "jsd", "local_global_jsd",
+    "barlow_twins", "vicreg", "cca_ssg", "bootstrap", "scaled_cosine_error",
+    "swav", "sinkhorn",
+]

@@ -1,0 +1,336 @@
+"""InfoNCE-family losses over all negatives: InfoNCE/NT-Xent (GRACE), CLIP,
+SigLIP, debiased (DCL) and hard-negative (HCL) InfoNCE.
+
+Every function here shares the N x N keywords:
+
+* ``block_size=None`` -> dense reference (the full similarity matrix, plain
+  autodiff); ``block_size=int`` -> blockwise streaming reductions with a custom
+  VJP that recomputes tiles, O(N d + block^2) memory.
+* ``axis_name=None`` -> one device; a mesh-axis name -> called inside
+  ``jax.shard_map`` with rows sharded along that axis; negatives travel around
+  the axis (``collective='ring'``) or are all-gathered
+  (``collective='all_gather'``).  The global loss is returned on every device.
+* ``valid``: optional ``(N,)`` boolean row mask (local shard under
+  ``axis_name``); invalid rows are neither anchors nor negatives.
+
+Embeddings are L2-normalised (cosine similarity) in float32 and fed to the
+similarity matmuls in their own dtype (bfloat16 accepted); reductions are in
+float32.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+from ._common import as_valid, count_valid, global_ids, global_mean, l2_normalize, per_row
+from ._ring import reduce_rows
+from ._tiling import Head, identity_value, ones_value
+
+# ----------------------------------------------------------------------------
+# the two-view set and its masks
+# ----------------------------------------------------------------------------
+
+
+def _not_self(s, r, c):
+    return (r["id"] != c["id"]) | (r["view"] != c["view"])
+
+
+def _other_view(s, r, c):
+    return r["view"] != c["view"]
+
+
+def _other_node(s, r, c):
+    return r["id"] != c["id"]
+
+
+def _other_view_other_node(s, r, c):
+    return (r["view"] != c["view"]) & (r["id"] != c["id"])
+
+
+def _all_pairs(s, r, c):
+    return jnp.ones(s.shape, bool)
+
+
+def _and_same_label(s, r, c, base):
+    return base(s, r, c) & (r["label"] == c["label"])
+
+
+def _scaled_value(s, r, c, a):
+    return a * s
+
+
+def _candidates(intra_view):
+    """Denominator set: every column but the anchor itself (intra-view on) or
+    the other view only (intra-view off)."""
+    return _not_self if intra_view else _other_view
+
+
+def _negatives(intra_view):
+    """Negatives in the strict sense: the candidates minus the positive partner."""
+    return _other_node if intra_view else _other_view_other_node
+
+
+def _inverse_temperature(temperature, valid, n):
+    """``1 / tau`` per anchor; padding rows get tau = 1 (no inf/NaN from them)."""
+    t = jnp.asarray(temperature, jnp.float32)
+    if t.ndim == 0:
+        return 1.0 / t
+    return 1.0 / jnp.where(as_valid(valid, n), per_row(t, n), 1.0)
+
+
+def _two_views(z1, z2, scale, valid, labels, axis_name, symmetric):
+    """Rows (anchors, scaled by ``scale``) and columns of the 2N two-view set.
+
+    Columns are ``[u1; u2]`` (u = normalised z) with metadata ``id`` (global
+    node index), ``view`` (0/1), ``valid`` and optionally ``label``; rows are
+    the first ``N`` (``symmetric=False``) or all ``2N`` columns, multiplied by
+    the per-anchor scale ``1 / temperature``.  Also returns the positive logit
+    ``<rows_i, partner_i>``.
+    """
+    n = z1.shape[0]
+    u1, u2 = l2_normalize(z1), l2_normalize(z2)
+    ids = global_ids(n, axis_name)
+    valid = as_valid(valid, n)
+    cols = jnp.concatenate([u1, u2])
+    cmeta = {
+        "id": jnp.concatenate([ids, ids]),
+        "view": jnp.repeat(jnp.arange(2, dtype=jnp.int32), n),
+        "valid": jnp.concatenate([valid, valid]),
+    }
+    if labels is not None:
+        labels = jnp.asarray(labels, jnp.int32)
+        cmeta["label"] = jnp.concatenate([labels, labels])
+    k = 2 if symmetric else 1
+    row_scale = jnp.tile(per_row(scale, n), k)
+    rows = (cols[: k * n].astype(jnp.float32) * row_scale[:, None]).astype(cols.dtype)
+    rmeta = {key: v[: k * n] for key, v in cmeta.items()}
+    partner = jnp.concatenate([u2, u1])[: k * n]
+    pos = jnp.sum(rows.astype(jnp.float32) * partner.astype(jnp.float32), axis=-1)
+    return rows, rmeta, cols, cmeta, pos, row_scale
+
+
+def _dense_positive_mean(rows, cols, pos_mask, base_mask, valid_cols):
+    """Mean logit over an explicit ``(R, C)`` positive mask (dense path only)."""
+    s = jnp.dot(rows, cols.T, preferred_element_type=jnp.float32)
+    m = pos_mask & base_mask & valid_cols[None, :]
+    cnt = jnp.sum(m, axis=1)
+    return jnp.sum(jnp.where(m, s, 0.0), axis=1) / jnp.maximum(cnt, 1)
+
+
+def _info_nce(z1, z2, scale, *, intra_view, symmetric, labels, pos_mask, valid,
+              block_size, axis_name, collective):
+    rows, rmeta, cols, cmeta, pos, _ = _two_views(
+        z1, z2, scale, valid, labels, axis_name, symmetric)
+    zeros = jnp.zeros(rows.shape[:1], jnp.float32)
+    cand = _candidates(intra_view)
+    kw = dict(block=block_size, axis_name=axis_name, collective=collective)
+    if pos_mask is not None:
+        if block_size is not None or axis_name is not None or labels is not None:
+            raise ValueError("pos_mask (an explicit N x N mask) is dense-only; use labels "
+                             "for blockwise/sharded supervised contrast")
+        (lse,) = reduce_rows((Head("lse", identity_value, cand),), rows, zeros, rmeta,
+                             cols, cmeta, **kw)
+        k = rows.shape[0] // z1.shape[0]
+        pm = jnp.tile(jnp.asarray(pos_mask, bool), (k, 2))
+        r = {key: v[:, None] for key, v in rmeta.items()}
+        c = {key: v[None, :] for key, v in cmeta.items()}
+        pos = _dense_positive_mean(rows, cols, pm, cand(None, r, c), cmeta["valid"])
+    elif labels is not None:
+        same = functools.partial(_and_same_label, base=cand)
+        heads = (Head("lse", identity_value, cand), Head("sum", identity_value, same),
+                 Head("sum", ones_value, same))
+        lse, pos_sum, pos_cnt = reduce_rows(heads, rows, zeros, rmeta, cols, cmeta, **kw)
+        pos = pos_sum / jnp.maximum(pos_cnt, 1.0)
+    else:
+        (lse,) = reduce_rows((Head("lse", identity_value, cand),), rows, zeros, rmeta,
+                             cols, cmeta, **kw)
+    return global_mean(lse - pos, rmeta["valid"], axis_name)
+
+
+def info_nce(z1, z2, *, temperature=0.5, intra_view=True, symmetric=True, labels=None,
+             pos_mask=None, valid=None, block_size=None, axis_name=None,
+             collective="ring"):
+    r"""InfoNCE over two views with all in-batch negatives (GRACE / GCA form).
+
+    With ``u = z / ||z||`` and ``s(a, b) = <a, b> / tau_a`` (``tau_a`` is the
+    anchor's temperature), the loss of anchor ``u1_i`` is::
+
+        l(u1_i) = -s(u1_i, u2_i) + log( sum_j exp s(u1_i, u2_j)
+                                        + sum_{j != i} exp s(u1_i, u1_j) )
+
+    (the second sum only with ``intra_view=True``; an anchor is never its own
+    negative).  ``symmetric=True`` averages over the anchors of both views,
+    ``(1 / 2N) sum_i [l(u1_i) + l(u2_i)]`` (Zhu et al., "Deep Graph Contrastive
+    Representation Learning", GRACE, 2020, eq. 1-2; Zhu et al. 2021, GCA);
+    ``symmetric=False`` gives ``(1 / N) sum_i l(u1_i)`` (van den Oord et al.
+    2018, CPC).
+
+    ``temperature`` is a scalar or a per-node ``(N,)`` array (temperature
+    individualisation, Qiu et al., ICML 2023: anchor ``i`` of either view uses
+    ``tau_i``; gradients flow to it).
+
+    Supervised / multi-positive contrast (Khosla et al. 2020, SupCon
+    ``L_out``): with ``labels`` (int ``(N,)``), the positives ``P(i)`` of an
+    anchor are all candidates with its label (the partner included) and
+    ``l_i = -(1/|P(i)|) sum_{p in P(i)} s_ip + log sum_{a in A(i)} exp s_ia``
+    where ``A(i)`` is the candidate set above.  ``pos_mask`` (bool ``(N, N)``,
+    node i ~ node j, applied to every view pair; dense path only) gives an
+    arbitrary positive set in the same formula.
+
+    Returns the mean over valid anchors (global under ``axis_name``).
+    """
+    return _info_nce(z1, z2, _inverse_temperature(temperature, valid, z1.shape[0]),
+                     intra_view=intra_view, symmetric=symmetric, labels=labels,
+                     pos_mask=pos_mask, valid=valid, block_size=block_size,
+                     axis_name=axis_name, collective=collective)
+
+
+def nt_xent(z1, z2, *, temperature=0.5, valid=None, block_size=None, axis_name=None,
+            collective="ring"):
+    r"""NT-Xent (Chen et al. 2020, SimCLR): normalised-temperature cross entropy
+    over the ``2N`` views, each anchor against the other ``2N - 1``; identical to
+    ``info_nce(z1, z2, temperature=t)`` (intra-view negatives, both directions)::
+
+        L = (1/2N) sum_k -log( exp(sim(k, k+)/t) / sum_{a != k} exp(sim(k, a)/t) )
+    """
+    return info_nce(z1, z2, temperature=temperature, valid=valid, block_size=block_size,
+                    axis_name=axis_name, collective=collective)
+
+
+def clip(z1, z2, logit_scale=math.log(1 / 0.07), *, valid=None, block_size=None,
+         axis_name=None, collective="ring"):
+    r"""CLIP symmetric cross entropy (Radford et al. 2021) with a learnable
+    temperature: with ``L_ij = exp(logit_scale) <u1_i, u2_j>``::
+
+        L = (1/2N) sum_i [ -log softmax_j(L_ij)[i] - log softmax_j(L_ji)[i] ]
+
+    i.e. InfoNCE with inter-view negatives only, both directions, and
+    ``temperature = exp(-logit_scale)``.  Differentiable in ``logit_scale``
+    (a scalar; replicate it under ``shard_map``).
+    """
+    scale = jnp.exp(jnp.asarray(logit_scale, jnp.float32))
+    return _info_nce(z1, z2, scale, intra_view=False, symmetric=True, labels=None,
+                     pos_mask=None, valid=valid, block_size=block_size,
+                     axis_name=axis_name, collective=collective)
+
+
+def _siglip_value(s, r, c):
+    sign = jnp.where(r["id"] == c["id"], 1.0, -1.0)
+    return jax.nn.softplus(-sign * s)
+
+
+def siglip(z1, z2, logit_scale=math.log(10.0), bias=-10.0, *, valid=None, block_size=None,
+           axis_name=None, collective="ring"):
+    r"""Pairwise sigmoid loss (Zhai et al. 2023, SigLIP), learnable temperature
+    ``t = exp(logit_scale)`` and bias ``b``::
+
+        L = -(1/N) sum_i sum_j log sigmoid( y_ij (t <u1_i, u2_j> + b) ),
+        y_ij = +1 if i == j else -1,
+
+    with ``-log sigmoid(x) = softplus(-x)``.  Paper initialisation:
+    ``logit_scale = log 10``, ``b = -10``.  Differentiable in both.
+    """
+    n = z1.shape[0]
+    u1, u2 = l2_normalize(z1), l2_normalize(z2)
+    valid = as_valid(valid, n)
+    meta = {"id": global_ids(n, axis_name), "valid": valid}
+    t = jnp.exp(jnp.asarray(logit_scale, jnp.float32))
+    rows = (u1.astype(jnp.float32) * t).astype(u1.dtype)
+    off = per_row(bias, n)
+    (per_anchor,) = reduce_rows((Head("sum", _siglip_value, _all_pairs),), rows, off, meta,
+                                u2, meta, block=block_size, axis_name=axis_name,
+                                collective=collective)
+    return global_mean(per_anchor, valid, axis_name)
+
+
+# ----------------------------------------------------------------------------
+# debiased and hard-negative InfoNCE
+# ----------------------------------------------------------------------------
+
+
+def _debiased_from_stats(pos, log_neg, num_neg, tau_plus, scale):
+    """Per-anchor ``-log(e^pos / (e^pos + Ng))`` with
+
+    ``Ng = max((exp(log_neg) - tau_plus * M * e^pos) / (1 - tau_plus), M e^{-1/t})``,
+
+    evaluated in the log domain (finite for any logits)."""
+    log_m = jnp.log(jnp.maximum(num_neg, 1.0))
+    log_neg = jnp.where(jnp.isfinite(log_neg), log_neg, 0.0)  # rows without negatives
+    if tau_plus > 0:
+        # inner <= 0 (-> floor) as soon as the exponent is >= 0: clip it there so
+        # that no inf enters the backward pass.
+        inner = 1.0 - jnp.exp(jnp.minimum(math.log(tau_plus) + log_m + pos - log_neg, 1.0))
+    else:
+        inner = jnp.ones_like(pos)
+    ok = inner > 0
+    log_ng = jnp.where(ok, log_neg + jnp.log(jnp.where(ok, inner, 1.0)) - math.log1p(-tau_plus),
+                       -jnp.inf)
+    log_ng = jnp.maximum(log_ng, log_m - scale)
+    return jnp.logaddexp(pos, log_ng) - pos
+
+
+def _debiased(z1, z2, *, temperature, tau_plus, beta, intra_view, symmetric, valid,
+              block_size, axis_name, collective):
+    if not 0.0 <= tau_plus < 1.0:
+        raise ValueError("tau_plus must be in [0, 1)")
+    scale = _inverse_temperature(temperature, valid, z1.shape[0])
+    rows, rmeta, cols, cmeta, pos, row_scale = _two_views(
+        z1, z2, scale, valid, None, axis_name, symmetric)
+    zeros = jnp.zeros(rows.shape[:1], jnp.float32)
+    neg = _negatives(intra_view)
+    kw = dict(block=block_size, axis_name=axis_name, collective=collective)
+    views = 2 if intra_view else 1
+    num_neg = views * count_valid(as_valid(valid, z1.shape[0]), axis_name) - views
+    if beta == 0:
+        (log_neg,) = reduce_rows((Head("lse", identity_value, neg),), rows, zeros, rmeta,
+                                 cols, cmeta, **kw)
+    else:
+        heads = (Head("lse", functools.partial(_scaled_value, a=1.0 + beta), neg),
+                 Head("lse", functools.partial(_scaled_value, a=float(beta)), neg))
+        lse_hard, lse_imp = reduce_rows(heads, rows, zeros, rmeta, cols, cmeta, **kw)
+        log_neg = lse_hard - lse_imp + jnp.log(jnp.maximum(num_neg, 1.0))
+    loss = _debiased_from_stats(pos, log_neg, num_neg, tau_plus, row_scale)
+    return global_mean(loss, rmeta["valid"], axis_name)
+
+
+def debiased_info_nce(z1, z2, *, temperature=0.5, tau_plus=0.1, intra_view=True,
+                      symmetric=True, valid=None, block_size=None, axis_name=None,
+                      collective="ring"):
+    r"""Debiased contrastive loss (Chuang et al., NeurIPS 2020, DCL, eq. 6).
+
+    With ``s = cos / t``, the positive ``e^{s+}`` and the ``M`` negatives of an
+    anchor (every candidate but itself and its partner: ``M = 2N - 2``, or
+    ``N - 1`` with ``intra_view=False``)::
+
+        Ng = max( (sum_neg e^{s_j} - tau_plus * M * e^{s+}) / (1 - tau_plus),
+                  M e^{-1/t} )
+        l  = -log( e^{s+} / (e^{s+} + Ng) )      (>= 0)
+
+    ``tau_plus = 0`` recovers InfoNCE restricted to strict negatives.  Averaged
+    over the valid anchors of both views (``symmetric=True``), as in GRACE.
+    """
+    return _debiased(z1, z2, temperature=temperature, tau_plus=tau_plus, beta=0.0,
+                     intra_view=intra_view, symmetric=symmetric, valid=valid,
+                     block_size=block_size, axis_name=axis_name, collective=collective)
+
+
+def hard_info_nce(z1, z2, *, temperature=0.5, tau_plus=0.1, beta=1.0, intra_view=True,
+                  symmetric=True, valid=None, block_size=None, axis_name=None,
+                  collective="ring"):
+    r"""Hard-negative contrastive loss (Robinson et al., ICLR 2021, HCL).
+
+    Negatives are importance-weighted by ``e^{beta s_j}``; with the notation of
+    :func:`debiased_info_nce`::
+
+        reweight = sum_neg e^{(1 + beta) s_j} / ( (1/M) sum_neg e^{beta s_j} )
+        Ng = max( (reweight - tau_plus * M * e^{s+}) / (1 - tau_plus), M e^{-1/t} )
+        l  = -log( e^{s+} / (e^{s+} + Ng) )      (>= 0)
+
+    ``beta = 0`` recovers DCL.
+    """
+    return _debiased(z1, z2, temperature=temperature, tau_plus=tau_plus, beta=beta,
+                     intra_view=intra_view, symmetric=symmetric, valid=valid,
+                     block_size=block_size, axis_name=axis_name, collective=collective)
