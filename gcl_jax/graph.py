@@ -223,8 +223,9 @@ def _sort_edges_by_graph(graph: GraphsTuple) -> GraphsTuple:
     )
 
 
-def _append_edges(graph: GraphsTuple, senders, receivers, weights, per_graph_counts) -> GraphsTuple:
-    """Append edges, keep per-graph contiguity and ``n_edge`` consistent."""
+def append_edges(graph: GraphsTuple, senders, receivers, weights, per_graph_counts) -> GraphsTuple:
+    """Append edges (``per_graph_counts[g]`` of them belong to graph ``g``), keeping each graph's
+    edges contiguous and ``n_edge`` consistent. Batched graphs get their edges re-sorted by graph."""
     appended = graph._replace(
         senders=jnp.concatenate([graph.senders, senders]),
         receivers=jnp.concatenate([graph.receivers, receivers]),
@@ -240,7 +241,7 @@ def add_self_loops(graph: GraphsTuple, weight: float = 1.0) -> GraphsTuple:
     """Append one self-loop per node with the given weight (``E + N`` edges afterwards)."""
     n = num_nodes(graph)
     loops = jnp.arange(n, dtype=jnp.int32)
-    return _append_edges(graph, loops, loops, jnp.full((n,), weight, jnp.float32), graph.n_node)
+    return append_edges(graph, loops, loops, jnp.full((n,), weight, jnp.float32), graph.n_node)
 
 
 def remove_self_loops(graph: GraphsTuple) -> GraphsTuple:
@@ -277,7 +278,7 @@ def coalesce(graph: GraphsTuple, reduce: str = "sum") -> GraphsTuple:
 def undirected(graph: GraphsTuple) -> GraphsTuple:
     """Add the reverse of every edge and merge duplicates (weights combined by max)."""
     weights = edge_weights(graph)
-    doubled = _append_edges(graph, graph.receivers, graph.senders, weights, graph.n_edge)
+    doubled = append_edges(graph, graph.receivers, graph.senders, weights, graph.n_edge)
     return coalesce(doubled, reduce="max")
 
 
@@ -301,6 +302,13 @@ def gcn_normalize(graph: GraphsTuple, self_loops: bool = True) -> GraphsTuple:
     inv_sqrt = jnp.where(deg > 0, jax.lax.rsqrt(jnp.maximum(deg, 1e-12)), 0.0)
     weights = edge_weights(graph) * inv_sqrt[graph.senders] * inv_sqrt[graph.receivers]
     return graph._replace(edges=weights)
+
+
+def normalize_features(graph: GraphsTuple) -> GraphsTuple:
+    """Scale each feature row to sum 1 (PyG's ``NormalizeFeatures``); all-zero rows stay zero."""
+    nodes = jnp.asarray(graph.nodes)
+    sums = jnp.sum(nodes, axis=-1, keepdims=True)
+    return graph._replace(nodes=jnp.where(sums == 0, 0.0, nodes / jnp.where(sums == 0, 1.0, sums)))
 
 
 def drop_masked_edges(graph: GraphsTuple, keep_weights: bool = True) -> GraphsTuple:
@@ -342,14 +350,30 @@ def unpad(graph: GraphsTuple) -> GraphsTuple:
     return jraph.unpad_with_graphs(graph)
 
 
+def _jnp_counts(graph: GraphsTuple) -> GraphsTuple:
+    """jraph's masks index ``n_node`` with a traced value; a numpy ``n_node`` closed over by jit fails."""
+    return graph._replace(n_node=jnp.asarray(graph.n_node), n_edge=jnp.asarray(graph.n_edge))
+
+
 def node_mask(graph: GraphsTuple) -> jax.Array:
     """Boolean ``[N]``: True for real nodes, False for nodes of the trailing padding graph."""
-    return jraph.get_node_padding_mask(graph)
+    return jraph.get_node_padding_mask(_jnp_counts(graph))
 
 
 def graph_mask(graph: GraphsTuple) -> jax.Array:
     """Boolean ``[G]``: True for real graphs, False for the trailing padding graph."""
-    return jraph.get_graph_padding_mask(graph)
+    return jraph.get_graph_padding_mask(_jnp_counts(graph))
+
+
+def real_node_mask(graph: GraphsTuple, padded: bool) -> jax.Array:
+    """Boolean ``[N]`` of real nodes. ``padded`` (static) says whether the last graph is padding:
+    an unpadded batch looks the same as a padded one, so the caller must say which it has."""
+    return node_mask(graph) if padded else jnp.ones(num_nodes(graph), bool)
+
+
+def edge_graph_ids(graph: GraphsTuple) -> jax.Array:
+    """Graph index of every edge ``[E]`` (the graph of its receiver)."""
+    return node_graph_ids(graph)[graph.receivers]
 
 
 def _round_up(value: int, multiple: int) -> int:

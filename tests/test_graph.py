@@ -251,3 +251,9 @@ def test_graph_ids_and_segment_readout_ignore_padding():
     assert ids.tolist() == [0] * 4 + [1] * 2 + [2] * 4
     sums = jax.ops.segment_sum(jnp.asarray(batched.nodes), ids, num_segments=3)
     np.testing.assert_allclose(np.asarray(sums)[0], np.asarray(batched.nodes)[:4].sum(0), rtol=1e-6)
+
+
+def test_normalize_features_rows_sum_to_one_and_zero_rows_stay():
+    nodes = np.array([[1.0, 3.0], [0.0, 0.0], [2.0, 2.0]], np.float32)
+    graph = G.from_edge_index(np.array([[0], [1]]), node_features=nodes)
+    np.testing.assert_allclose(np.asarray(G.normalize_features(graph).nodes), [[0.25, 0.75], [0, 0], [0.5, 0.5]])

@@ -1,0 +1,48 @@
+"""Graph augmentations with static shapes: pure ``(key, graph) -> graph`` functions (or
+``-> (graph, keep)`` where nodes are dropped), host-side diffusion and GCA probabilities,
+GraphMAE masking, and combinators."""
+
+from gcl_jax.augment.adaptive import CENTRALITIES, gca_edge_weights, gca_feature_weights, node_centrality
+from gcl_jax.augment.basic import (
+    add_edges,
+    drop_edges,
+    drop_nodes,
+    dropout_features,
+    graph_keys,
+    identity,
+    keep_nodes,
+    mask_features,
+    node_offsets,
+    shuffle_nodes,
+    subgraph_random_walk,
+)
+from gcl_jax.augment.combinators import compose, random_choice, views
+from gcl_jax.augment.diffusions import clear_cache, diffusion, heat, ppr
+from gcl_jax.augment.masking import mask_nodes, remask
+
+__all__ = [
+    "CENTRALITIES",
+    "add_edges",
+    "clear_cache",
+    "compose",
+    "diffusion",
+    "drop_edges",
+    "drop_nodes",
+    "dropout_features",
+    "gca_edge_weights",
+    "gca_feature_weights",
+    "graph_keys",
+    "heat",
+    "identity",
+    "keep_nodes",
+    "mask_features",
+    "mask_nodes",
+    "node_centrality",
+    "node_offsets",
+    "ppr",
+    "random_choice",
+    "remask",
+    "shuffle_nodes",
+    "subgraph_random_walk",
+    "views",
+]

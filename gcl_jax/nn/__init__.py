@@ -1,0 +1,36 @@
+"""Graph encoders (flax.linen) over ``jraph.GraphsTuple``: layers, the stacked builder, readouts."""
+
+from gcl_jax.nn.encoder import LAYERS, GraphEncoder
+from gcl_jax.nn.layers import (
+    ACTIVATIONS,
+    MLP,
+    NORMS,
+    Activation,
+    GATConv,
+    GCNConv,
+    GINConv,
+    Norm,
+    SAGEConv,
+)
+from gcl_jax.nn.ops import propagate, segment_reduce, segment_softmax
+from gcl_jax.nn.readout import READOUTS, AttentionReadout, readout
+
+__all__ = [
+    "ACTIVATIONS",
+    "LAYERS",
+    "MLP",
+    "NORMS",
+    "READOUTS",
+    "Activation",
+    "AttentionReadout",
+    "GATConv",
+    "GCNConv",
+    "GINConv",
+    "GraphEncoder",
+    "Norm",
+    "SAGEConv",
+    "propagate",
+    "readout",
+    "segment_reduce",
+    "segment_softmax",
+]

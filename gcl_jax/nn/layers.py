@@ -1,0 +1,231 @@
+"""Graph layers (GCN, GAT, GIN, GraphSAGE) and the pieces a block is made of (activation, norm, MLP).
+
+Every layer is ``layer(graph, x, *, train=False, ...) -> [N, features]``: ``x`` is the node state
+(``graph.nodes`` for the first layer), ``graph`` supplies the edges and their weights.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gcl_jax import graph as G
+from gcl_jax.nn.ops import propagate, segment_softmax
+
+glorot = nn.initializers.glorot_uniform()
+
+ACTIVATIONS = ("relu", "prelu", "elu", "rrelu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity")
+NORMS = ("none", "batch", "layer")
+
+
+class Activation(nn.Module):
+    """A named activation. ``prelu`` learns one slope (init 0.25, as torch's PReLU used by DGI/GRACE);
+    ``rrelu`` (Xu et al. 2015, used by GRACE) draws a slope in ``[lower, upper]`` per element while
+    training (rng stream ``"dropout"``) and uses the mean slope in evaluation."""
+
+    kind: str = "relu"
+    lower: float = 1.0 / 8.0
+    upper: float = 1.0 / 3.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        kind = self.kind
+        if kind == "prelu":
+            return nn.PReLU(negative_slope_init=0.25)(x)
+        if kind == "rrelu":
+            if train:
+                slope = jax.random.uniform(self.make_rng("dropout"), x.shape, x.dtype, self.lower, self.upper)
+            else:
+                slope = (self.lower + self.upper) / 2.0
+            return jnp.where(x >= 0, x, slope * x)
+        simple = {
+            "relu": nn.relu,
+            "elu": nn.elu,
+            "leaky_relu": nn.leaky_relu,
+            "gelu": nn.gelu,
+            "tanh": jnp.tanh,
+            "sigmoid": nn.sigmoid,
+            "identity": lambda v: v,
+        }
+        if kind not in simple:
+            raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {kind!r}")
+        return simple[kind](x)
+
+
+class Norm(nn.Module):
+    """``batch`` (statistics over ``node_mask`` rows only, so padding nodes never bias them),
+    ``layer`` or ``none``. Batch norm uses torch's momentum 0.1 (flax 0.9)."""
+
+    kind: str = "none"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False, node_mask: jax.Array | None = None) -> jax.Array:
+        if self.kind == "none":
+            return x
+        if self.kind == "layer":
+            return nn.LayerNorm()(x)
+        if self.kind == "batch":
+            mask = None if node_mask is None else jnp.broadcast_to(node_mask[:, None], x.shape)
+            return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x, mask=mask)
+        raise ValueError(f"norm: expected one of {NORMS}, got {self.kind!r}")
+
+
+class MLP(nn.Module):
+    """Dense layers with activation / norm / dropout between them: the graph-free baseline and
+    the projection heads of GRACE, BGRL, GraphCL. ``activate_last`` also activates the output."""
+
+    widths: Sequence[int]
+    activation: str = "relu"
+    norm: str = "none"
+    dropout: float = 0.0
+    activate_last: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False, node_mask: jax.Array | None = None) -> jax.Array:
+        last = len(self.widths) - 1
+        for i, width in enumerate(self.widths):
+            x = nn.Dropout(self.dropout)(x, deterministic=not train) if self.dropout else x
+            x = nn.Dense(width, kernel_init=glorot)(x)
+            if i < last or self.activate_last:
+                x = Norm(self.norm)(x, train=train, node_mask=node_mask)
+                x = Activation(self.activation)(x, train=train)
+        return x
+
+
+class GCNConv(nn.Module):
+    """GCN layer (Kipf & Welling 2017): ``D^-1/2 (A + I) D^-1/2 X W + b`` with weighted degrees,
+    so weighted graphs (diffusion views, GCA) and masked edges work. ``normalize=False`` uses the
+    weights as given (MVGRL's diffusion encoder)."""
+
+    features: int
+    use_bias: bool = True
+    normalize: bool = True
+    self_loops: bool = True
+
+    @nn.compact
+    def __call__(self, graph: G.GraphsTuple, x: jax.Array, *, train: bool = False) -> jax.Array:
+        h = nn.Dense(self.features, use_bias=False, kernel_init=glorot)(x)
+        if self.normalize:
+            graph = G.gcn_normalize(graph, self_loops=self.self_loops)
+        elif self.self_loops:
+            graph = G.add_self_loops(graph)
+        out = propagate(graph, h)
+        if self.use_bias:
+            out = out + self.param("bias", nn.initializers.zeros, (self.features,))
+        return out
+
+
+def _with_self_loops(graph: G.GraphsTuple, edge_features: jax.Array | None):
+    """Senders, receivers, presence and edge features with one self-loop per node appended.
+
+    Unlike ``graph.add_self_loops`` the original edge order is kept, so ``edge_features`` stay
+    aligned; existing self-loops are masked first (as PyG's GATConv). A loop's edge features are
+    the mean of the node's incoming present edges (PyG's ``fill_value="mean"``).
+    """
+    n = G.num_nodes(graph)
+    loops = jnp.arange(n, dtype=jnp.int32)
+    present = G.edge_mask(graph) & (graph.senders != graph.receivers)
+    senders = jnp.concatenate([jnp.asarray(graph.senders, jnp.int32), loops])
+    receivers = jnp.concatenate([jnp.asarray(graph.receivers, jnp.int32), loops])
+    mask = jnp.concatenate([present, jnp.ones(n, bool)])
+    if edge_features is not None:
+        weights = present.astype(edge_features.dtype)
+        incoming = jax.ops.segment_sum(edge_features * weights[:, None], graph.receivers, num_segments=n)
+        count = jax.ops.segment_sum(weights, graph.receivers, num_segments=n)
+        edge_features = jnp.concatenate([edge_features, incoming / jnp.maximum(count, 1.0)[:, None]])
+    return senders, receivers, mask, edge_features
+
+
+class GATConv(nn.Module):
+    """Graph attention layer (Velickovic et al. 2018), multi-head.
+
+    ``e_ij = LeakyReLU(a_s . W x_j + a_d . W x_i [+ a_e . W_e f_ij])``, softmax over the present
+    incoming edges of ``i`` (self-loop included), dropout on the attention coefficients.
+    Heads are concatenated (``[N, heads*features]``) or averaged (``[N, features]``). Edge weights
+    act as a presence mask only: attention replaces them. ``edge_features`` is ``[E, D]``.
+    """
+
+    features: int
+    heads: int = 1
+    concat: bool = True
+    negative_slope: float = 0.2
+    attention_dropout: float = 0.0
+    self_loops: bool = True
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(
+        self, graph: G.GraphsTuple, x: jax.Array, *, train: bool = False, edge_features: jax.Array | None = None
+    ) -> jax.Array:
+        n, heads, width = x.shape[0], self.heads, self.features
+        h = nn.Dense(heads * width, use_bias=False, kernel_init=glorot)(x).reshape(n, heads, width)
+        if self.self_loops:
+            senders, receivers, mask, edge_features = _with_self_loops(graph, edge_features)
+        else:
+            senders, receivers, mask = graph.senders, graph.receivers, G.edge_mask(graph)
+        att_src = self.param("att_src", glorot, (1, heads, width)).reshape(heads, width)
+        att_dst = self.param("att_dst", glorot, (1, heads, width)).reshape(heads, width)
+        src_score = jnp.sum(h * att_src, -1)  # [N, H]
+        dst_score = jnp.sum(h * att_dst, -1)
+        logits = src_score[senders] + dst_score[receivers]  # [E', H]
+        if edge_features is not None:
+            he = nn.Dense(heads * width, use_bias=False, kernel_init=glorot, name="edge_proj")(edge_features)
+            att_edge = self.param("att_edge", glorot, (1, heads, width)).reshape(heads, width)
+            logits = logits + jnp.sum(he.reshape(-1, heads, width) * att_edge, -1)
+        logits = nn.leaky_relu(logits, self.negative_slope)
+        alpha = segment_softmax(logits, receivers, n, mask)
+        if self.attention_dropout:
+            alpha = nn.Dropout(self.attention_dropout)(alpha, deterministic=not train)
+        out = jax.ops.segment_sum(alpha[..., None] * h[senders], receivers, num_segments=n)
+        out = out.reshape(n, heads * width) if self.concat else out.mean(axis=1)
+        if self.use_bias:
+            out = out + self.param("bias", nn.initializers.zeros, (out.shape[-1],))
+        return out
+
+
+class GINConv(nn.Module):
+    """GIN layer (Xu et al. 2019): ``MLP((1 + eps) x_i + sum_j w_ij x_j)``.
+
+    ``learn_eps=False`` is GIN-0 as GraphCL / InfoGraph / GraphMAE use it; ``True`` makes eps a
+    parameter (initialized at ``eps``). The MLP has ``mlp_layers`` Dense layers of ``features``
+    with ReLU (and ``mlp_norm``) between them.
+    """
+
+    features: int
+    mlp_layers: int = 2
+    eps: float = 0.0
+    learn_eps: bool = False
+    mlp_norm: str = "none"
+
+    @nn.compact
+    def __call__(
+        self, graph: G.GraphsTuple, x: jax.Array, *, train: bool = False, node_mask: jax.Array | None = None
+    ) -> jax.Array:
+        eps = self.param("eps", nn.initializers.constant(self.eps), ()) if self.learn_eps else self.eps
+        h = (1.0 + eps) * x + propagate(graph, x)
+        mlp = MLP((self.features,) * self.mlp_layers, activation="relu", norm=self.mlp_norm)
+        return mlp(h, train=train, node_mask=node_mask)
+
+
+class SAGEConv(nn.Module):
+    """GraphSAGE layer, mean aggregator (Hamilton et al. 2017): ``W_r x_i + W_n mean_j x_j``.
+
+    The mean is weighted (``sum w x / sum w``), so masked edges drop out of it; a node with no
+    present neighbour aggregates 0. ``normalize`` L2-normalizes the output.
+    """
+
+    features: int
+    normalize: bool = False
+
+    @nn.compact
+    def __call__(self, graph: G.GraphsTuple, x: jax.Array, *, train: bool = False) -> jax.Array:
+        degree = G.degrees(graph, "in")
+        mean = propagate(graph, x) / jnp.where(degree > 0, degree, 1.0)[:, None]
+        out = nn.Dense(self.features, kernel_init=glorot, name="root")(x)
+        out = out + nn.Dense(self.features, use_bias=False, kernel_init=glorot, name="neighbors")(mean)
+        if self.normalize:
+            out = out / jnp.maximum(jnp.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+        return out
