@@ -1,4 +1,4 @@
-"""The ``gcl-jax`` command line: ``gcl-jax data info NAME``.
+"""The ``gcl-jax`` command line: ``gcl-jax train METHOD DATASET`` and ``gcl-jax data info NAME``.
 
 User mistakes (unknown dataset, missing or corrupt files, bad flags) print one line to stderr and
 exit with status 2; only genuine bugs show a traceback.
@@ -31,9 +31,35 @@ def _data_info(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from gcl_jax import runner
+
+    record = runner.run(
+        args.method, args.dataset, config_file=args.config, overrides=args.set, seed=args.seed,
+        out=args.out, resume=args.resume, root=args.root, progress=not args.quiet,
+    )
+    print(
+        f"{record['method']} on {record['dataset']}: test {record['metric']} "
+        f"{100 * record['test_mean']:.2f} ± {100 * record['test_std']:.2f} "
+        f"({record['protocol']} protocol, {len(record['per_split'])} split(s)); run folder: {args.out or 'runs/'}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gcl-jax", description="Graph contrastive learning in JAX.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    fit = commands.add_parser("train", help="pretrain a method on a dataset, evaluate it, write a run folder")
+    fit.add_argument("method", help="method name, e.g. grace")
+    fit.add_argument("dataset", help="dataset name, e.g. cora")
+    fit.add_argument("--config", default=None, help="TOML file merged over the method's packaged config")
+    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (repeatable)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--out", default=None, help="run folder (default runs/METHOD-DATASET-seedN)")
+    fit.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    fit.add_argument("--root", default=None, help="data root holding one folder per dataset")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.set_defaults(run=_train)
     data_parser = commands.add_parser("data", help="inspect datasets")
     data_commands = data_parser.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_commands.add_parser("info", help="print a dataset's counts as one JSON object")

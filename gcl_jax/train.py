@@ -68,9 +68,13 @@ def make_optimizer(
     weight_decay: float = 0.0,
     warmup_steps: int = 0,
     schedule: str = "constant",
+    decoupled: bool = False,
     clip_norm: float | None = None,
 ) -> tuple[optax.GradientTransformation, Callable[[int], float]]:
-    """Adam (AdamW when ``weight_decay`` > 0) with an optional warm-up + cosine schedule and clipping.
+    """Adam with weight decay, an optional warm-up + cosine schedule, and gradient clipping.
+
+    ``weight_decay`` is PyTorch ``Adam(weight_decay=...)``'s L2 term added to the gradient (what
+    GRACE, DGI, GCA use) unless ``decoupled``, which gives AdamW (BGRL).
 
     Returns the transformation and the schedule, so the trainer can log the learning rate.
     ``schedule="cosine"`` is BGRL's: linear warm-up, then cosine decay to 0 at ``total_steps``.
@@ -84,9 +88,13 @@ def make_optimizer(
         lr = optax.warmup_cosine_decay_schedule(0.0, learning_rate, max(warmup_steps, 0), max(total_steps, warmup_steps + 1), 0.0)
     else:
         raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
-    adam = optax.adamw(lr, weight_decay=weight_decay) if weight_decay else optax.adam(lr)
-    chain = optax.chain(optax.clip_by_global_norm(clip_norm), adam) if clip_norm else adam
-    return chain, lr
+    parts = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
+    if decoupled:
+        parts.append(optax.adamw(lr, weight_decay=weight_decay))
+    else:
+        parts += [optax.add_decayed_weights(weight_decay)] if weight_decay else []
+        parts.append(optax.adam(lr))
+    return optax.chain(*parts), lr
 
 
 def ema_update(online: Params, target: Params, decay: float) -> Params:

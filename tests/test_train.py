@@ -95,3 +95,24 @@ def test_schedules_and_ema():
     np.testing.assert_allclose(target["a"], 0.1)
     with pytest.raises(ValueError, match="schedule"):
         train.make_optimizer(1.0, 10, schedule="linear")
+
+
+def test_coupled_weight_decay_is_l2_added_to_gradient():
+    """PyTorch Adam(weight_decay=wd) == plain Adam on grad + wd * param; decoupled == AdamW."""
+    import optax
+
+    coupled, _ = train.make_optimizer(0.1, 10, weight_decay=0.5)
+    plain = optax.adam(0.1)
+    p_coupled = p_plain = {"w": jnp.array([2.0, -1.0])}
+    s_coupled, s_plain = coupled.init(p_coupled), plain.init(p_plain)
+    for g in ([0.3, 0.1], [-0.2, 0.4], [0.05, -0.3]):
+        grads = {"w": jnp.array(g)}
+        u, s_coupled = coupled.update(grads, s_coupled, p_coupled)
+        p_coupled = optax.apply_updates(p_coupled, u)
+        u, s_plain = plain.update({"w": grads["w"] + 0.5 * p_plain["w"]}, s_plain, p_plain)
+        p_plain = optax.apply_updates(p_plain, u)
+    np.testing.assert_allclose(p_coupled["w"], p_plain["w"], rtol=1e-6)
+    decoupled, _ = train.make_optimizer(0.1, 10, weight_decay=0.5, decoupled=True)
+    params, grads = {"w": jnp.array([2.0])}, {"w": jnp.array([0.3])}
+    got, _ = decoupled.update(grads, decoupled.init(params), params)
+    np.testing.assert_allclose(got["w"], -0.1 * (1.0 + 0.5 * 2.0), rtol=1e-4)  # first AdamW step: -lr (sign(g) + wd p)

@@ -1,0 +1,71 @@
+"""GRACE (Zhu et al. 2020, "Deep Graph Contrastive Representation Learning", arXiv:2006.04131).
+
+Two views by edge dropping and feature-column masking; a shared GCN encoder and a two-layer
+ELU projection head; InfoNCE with inter- and intra-view negatives, both directions averaged
+(``losses.info_nce`` with its defaults). Embeddings for evaluation are the encoder outputs.
+Defaults are the official config.yaml's Cora entry (github.com/CRIPAC-DIG/GRACE).
+"""
+
+from __future__ import annotations
+
+import jax
+
+from gcl_jax import augment, losses
+from gcl_jax.nn import MLP, GraphEncoder
+from gcl_jax.train import Method
+
+LEVEL = "node"
+
+DEFAULTS = {
+    "epochs": 200,
+    "lr": 5e-4,
+    "weight_decay": 1e-5,
+    "normalize_features": True,
+    "checkpoint_every": 50,
+    "model": {
+        "hidden": 128,
+        "proj_hidden": 128,
+        "layers": 2,
+        "activation": "relu",
+        "drop_edge": [0.2, 0.4],
+        "drop_feature": [0.3, 0.4],
+        "tau": 0.4,
+        "block_size": 0,
+    },
+    "eval": {"protocol": "planetoid"},
+}
+
+
+def encoder_widths(hidden: int, layers: int) -> tuple[int, ...]:
+    """GRACE's encoder: ``layers - 1`` GCN layers of width ``2 * hidden``, then one of ``hidden``."""
+    return (2 * hidden,) * (layers - 1) + (hidden,)
+
+
+def build(model: dict, sample) -> Method:
+    encoder = GraphEncoder("gcn", encoder_widths(model["hidden"], model["layers"]), activation=model["activation"])
+    projector = MLP((model["proj_hidden"], model["hidden"]), activation="elu")
+    block_size = model["block_size"] or None
+
+    def view(key, graph, index):
+        k_edge, k_feat = jax.random.split(key)
+        dropped = augment.drop_edges(k_edge, graph, model["drop_edge"][index])
+        return augment.mask_features(k_feat, dropped, model["drop_feature"][index])
+
+    def init(key, graph):
+        k_enc, k_proj = jax.random.split(key)
+        enc_vars = encoder.init(k_enc, graph, train=False)
+        h = encoder.apply(enc_vars, graph, train=False)
+        return {"encoder": enc_vars, "projector": projector.init(k_proj, h)}, {}
+
+    def loss(params, state, key, graph):
+        keys = jax.random.split(key, 2)
+        z1, z2 = (
+            projector.apply(params["projector"], encoder.apply(params["encoder"], view(k, graph, i), train=True))
+            for i, k in enumerate(keys)
+        )
+        return losses.info_nce(z1, z2, temperature=model["tau"], block_size=block_size), (state, {})
+
+    def embed(params, state, graph):
+        return encoder.apply(params["encoder"], graph, train=False)
+
+    return Method(init, loss, embed)

@@ -1,0 +1,157 @@
+"""The experiment runner behind ``gcl-jax train``: config -> data -> training -> evaluation -> run folder.
+
+A run folder holds ``config.toml`` (the resolved config), ``metrics.jsonl``, ``checkpoints/``
+(orbax, step-numbered), ``results.json`` and the plots ``loss.png`` / ``embeddings.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from gcl_jax import config as config_lib
+from gcl_jax import data, eval as evaluation, graph as G, methods, plots, train
+
+
+def resolve_config(method: str, dataset: str, config_file: str | None, overrides: Sequence[str]) -> dict[str, Any]:
+    """Method defaults, then the packaged (method, dataset) config, then ``config_file``, then ``--set``."""
+    module = methods.get(method)
+    resolved = config_lib.merge(module.DEFAULTS, {"method": method.lower(), "dataset": dataset})
+    for path in (config_lib.packaged(resolved["method"], dataset), config_file):
+        if path is not None:
+            resolved = config_lib.merge(resolved, config_lib.read(path))
+    return config_lib.apply_overrides(resolved, list(overrides))
+
+
+def node_graph(dataset, cfg: dict) -> G.GraphsTuple:
+    """The training graph on the device, features row-normalized when the config asks."""
+    graph = jax.device_put(dataset.graph._replace(nodes=np.asarray(dataset.graph.nodes, np.float32)))
+    return G.normalize_features(graph) if cfg.get("normalize_features", False) else graph
+
+
+def graph_batches(dataset, order: np.ndarray, batch_size: int, budget: tuple[int, int, int]) -> list[G.GraphsTuple]:
+    """Consecutive chunks of ``order`` (graph indices), each padded to the same static ``budget``."""
+    return [
+        G.pad(G.batch([dataset.graphs[i] for i in order[start:start + batch_size]]), *budget)
+        for start in range(0, len(order), batch_size)
+    ]
+
+
+class EpochBatches:
+    """``batch_fn`` for graph-level training: step ``t`` gets batch ``t % k`` of epoch ``t // k``,
+    the epoch's graph order a permutation seeded by ``(seed, epoch)``: exact on resume."""
+
+    def __init__(self, dataset, batch_size: int, seed: int):
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.budget = G.budget(dataset.graphs, batch_size)
+        self.steps_per_epoch = -(-len(dataset.graphs) // batch_size)
+        self._epoch, self._batches = None, []
+
+    def __call__(self, step: int) -> G.GraphsTuple:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset.graphs))
+            self._epoch, self._batches = epoch, graph_batches(self.dataset, order, self.batch_size, self.budget)
+        return self._batches[index]
+
+
+def embed_all(method_fns: train.Method, final: train.TrainState, dataset, module_level: str, sample) -> np.ndarray:
+    """Frozen embeddings for evaluation: nodes of the graph, or one row per graph in dataset order."""
+    embed = jax.jit(method_fns.embed)
+    if module_level == "node":
+        return np.asarray(embed(final.params, final.state, sample))
+    batch_size = sample.n_node.shape[0] - 1
+    order = np.arange(len(dataset.graphs))
+    budget = (sample.nodes.shape[0], sample.senders.shape[0], sample.n_node.shape[0])
+    rows = [
+        np.asarray(embed(final.params, final.state, batch))[: min(batch_size, len(order) - start)]
+        for start, batch in zip(range(0, len(order), batch_size), graph_batches(dataset, order, batch_size, budget))
+    ]
+    return np.concatenate(rows)
+
+
+def evaluate(protocol: dict, embeddings: np.ndarray, dataset, seed: int) -> evaluation.EvalResult:
+    """Score frozen embeddings with the protocol named in the config's ``[eval]`` table."""
+    options = {k: v for k, v in protocol.items() if k != "protocol"}
+    name = protocol["protocol"]
+    labels = np.asarray(dataset.labels)
+    if name == "planetoid":
+        if not dataset.splits:
+            raise ValueError(f"{dataset.name} has no public split; use protocol 'random' or 'grace'")
+        s = dataset.splits
+        return evaluation.planetoid_probe(embeddings, labels, s["train"], s["val"], s["test"], **options)
+    if name == "random":
+        return evaluation.random_split_probe(embeddings, labels, seed=seed, **options)
+    if name == "grace":
+        return evaluation.grace_probe(embeddings, labels, seed=seed, **options)
+    if name == "svm":
+        return evaluation.svm_cv(embeddings, labels, **options)
+    raise ValueError(f"eval.protocol: expected planetoid, random, grace or svm, got {name!r}")
+
+
+def run(
+    method: str,
+    dataset: str,
+    *,
+    config_file: str | None = None,
+    overrides: Sequence[str] = (),
+    seed: int = 0,
+    out: str | Path | None = None,
+    resume: bool = False,
+    root: str | None = None,
+    progress: bool = True,
+    plot: bool = True,
+) -> dict[str, Any]:
+    """Train ``method`` on ``dataset``, evaluate with its standard protocol, write the run folder.
+
+    Returns the ``results.json`` record: method, dataset, metric, test_mean, test_std, seconds, ...
+    """
+    started = time.perf_counter()
+    cfg = resolve_config(method, dataset, config_file, overrides)
+    module = methods.get(method)
+    out = Path(out or f"runs/{cfg['method']}-{dataset}-seed{seed}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(config_lib.to_toml(cfg))
+
+    ds = data.load(dataset, root=root)
+    if module.LEVEL == "node":
+        graph = node_graph(ds, cfg)
+        batch_fn, steps = (lambda step: graph), int(cfg["epochs"])
+    else:
+        batch_fn = EpochBatches(ds, int(cfg["batch_size"]), seed)
+        steps = int(cfg["epochs"]) * batch_fn.steps_per_epoch
+    sample = batch_fn(0)
+    optimizer, lr = train.make_optimizer(
+        cfg["lr"], steps, weight_decay=cfg.get("weight_decay", 0.0), decoupled=cfg.get("decoupled_weight_decay", False),
+        warmup_steps=cfg.get("warmup_steps", 0), schedule=cfg.get("schedule", "constant"), clip_norm=cfg.get("clip_norm"),
+    )
+    method_fns = module.build(cfg["model"], sample)
+    final = train.fit(
+        method_fns, optimizer, batch_fn, steps, seed=seed, out_dir=out, resume=resume,
+        checkpoint_every=cfg.get("checkpoint_every", 50), learning_rate=lr, progress=progress,
+    )
+    train_seconds = time.perf_counter() - started
+    embeddings = embed_all(method_fns, final, ds, module.LEVEL, sample)
+    result = evaluate(cfg["eval"], embeddings, ds, seed)
+    record = {
+        "method": cfg["method"],
+        "dataset": dataset,
+        "seed": seed,
+        "protocol": cfg["eval"]["protocol"],
+        **result.as_dict(),
+        "rankme": float(evaluation.rankme(embeddings)),
+        "train_seconds": round(train_seconds, 2),
+        "seconds": round(time.perf_counter() - started, 2),
+        "machine": f"{platform.machine()} {jax.devices()[0].platform} x{jax.device_count()}",
+    }
+    (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+    if plot:
+        plots.loss_curve(out / "metrics.jsonl", out / "loss.png")
+        plots.embedding_map(embeddings, ds.labels, out / "embeddings.png", title=f"{cfg['method']} on {dataset}")
+    return record

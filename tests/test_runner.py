@@ -1,0 +1,53 @@
+"""The runner: run folder contents, resume through the CLI, graph-level batching, config errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gcl_jax import cli, data, runner
+from gcl_jax import graph as G
+
+
+def test_grace_cora_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "grace", "cora", "--set", "epochs=6", "--set", "model.hidden=32",
+                     "--set", "model.proj_hidden=32", "--out", str(out), "--quiet"]) == 0
+    assert "grace on cora: test accuracy" in capsys.readouterr().out
+    record = json.loads((out / "results.json").read_text())
+    assert {"method", "dataset", "metric", "test_mean", "test_std", "seconds"} <= set(record)
+    assert record["method"] == "grace" and record["protocol"] == "planetoid" and 0.0 < record["test_mean"] <= 1.0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
+    assert (out / "checkpoints" / "6").is_dir()
+    assert "hidden = 32" in (out / "config.toml").read_text()
+    for png in ("loss.png", "embeddings.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # resuming a finished run trains no further step and gives the same score
+    again = runner.run("grace", "cora", overrides=["epochs=6", "model.hidden=32", "model.proj_hidden=32"],
+                       out=out, resume=True, progress=False, plot=False)
+    assert again["test_mean"] == record["test_mean"]
+
+
+def test_epoch_batches_cover_every_graph_once_with_one_shape():
+    mutag = data.load("mutag")
+    batches = runner.EpochBatches(mutag, batch_size=32, seed=0)
+    assert batches.steps_per_epoch == 6
+    epoch = [batches(t) for t in range(6)]
+    assert len({(b.nodes.shape, b.senders.shape, b.n_node.shape) for b in epoch}) == 1
+    real = [np.asarray(b.n_node)[np.asarray(G.graph_mask(b))] for b in epoch]
+    assert sum(len(r) for r in real) == 188 and sum(int(r.sum()) for r in real) == 3371  # every graph once
+    again = runner.EpochBatches(mutag, batch_size=32, seed=0)
+    np.testing.assert_array_equal(again(7).nodes, batches(7).nodes)  # epoch 1 is reproducible
+    assert not np.array_equal(batches(6).n_node, epoch[0].n_node)  # and reshuffled
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "nosuchmethod", "cora"], "unknown method 'nosuchmethod'"),
+        (["train", "grace", "cora", "--set", "epoch=3"], "unknown key 'epoch'"),
+    ],
+)
+def test_train_user_errors(args, message, capsys):
+    assert cli.main(args) == 2
+    assert message in capsys.readouterr().err
