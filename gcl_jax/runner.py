@@ -35,10 +35,15 @@ def node_graph(dataset, cfg: dict) -> G.GraphsTuple:
     return G.normalize_features(graph) if cfg.get("normalize_features", False) else graph
 
 
-def graph_batches(dataset, order: np.ndarray, batch_size: int, budget: tuple[int, int, int]) -> list[G.GraphsTuple]:
-    """Consecutive chunks of ``order`` (graph indices), each padded to the same static ``budget``."""
+def _identity(batch):
+    return batch
+
+
+def graph_batches(dataset, order: np.ndarray, batch_size: int, budget: tuple[int, int, int], prepare=_identity) -> list:
+    """Consecutive chunks of ``order`` (graph indices), each padded to the same static ``budget``,
+    then passed through the method's host-side ``prepare_batch`` (e.g. MVGRL's diffusion)."""
     return [
-        G.pad(G.batch([dataset.graphs[i] for i in order[start:start + batch_size]]), *budget)
+        prepare(G.pad(G.batch([dataset.graphs[i] for i in order[start:start + batch_size]]), *budget))
         for start in range(0, len(order), batch_size)
     ]
 
@@ -47,8 +52,8 @@ class EpochBatches:
     """``batch_fn`` for graph-level training: step ``t`` gets batch ``t % k`` of epoch ``t // k``,
     the epoch's graph order a permutation seeded by ``(seed, epoch)``: exact on resume."""
 
-    def __init__(self, dataset, batch_size: int, seed: int):
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+    def __init__(self, dataset, batch_size: int, seed: int, prepare=_identity):
+        self.dataset, self.batch_size, self.seed, self.prepare = dataset, batch_size, seed, prepare
         self.budget = G.budget(dataset.graphs, batch_size)
         self.steps_per_epoch = -(-len(dataset.graphs) // batch_size)
         self._epoch, self._batches = None, []
@@ -57,21 +62,20 @@ class EpochBatches:
         epoch, index = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset.graphs))
-            self._epoch, self._batches = epoch, graph_batches(self.dataset, order, self.batch_size, self.budget)
+            self._epoch, self._batches = epoch, graph_batches(self.dataset, order, self.batch_size, self.budget, self.prepare)
         return self._batches[index]
 
 
-def embed_all(method_fns: train.Method, final: train.TrainState, dataset, module_level: str, sample) -> np.ndarray:
+def embed_all(method_fns: train.Method, final: train.TrainState, dataset, batch_fn) -> np.ndarray:
     """Frozen embeddings for evaluation: nodes of the graph, or one row per graph in dataset order."""
     embed = jax.jit(method_fns.embed)
-    if module_level == "node":
-        return np.asarray(embed(final.params, final.state, sample))
-    batch_size = sample.n_node.shape[0] - 1
-    order = np.arange(len(dataset.graphs))
-    budget = (sample.nodes.shape[0], sample.senders.shape[0], sample.n_node.shape[0])
+    if not isinstance(batch_fn, EpochBatches):
+        return np.asarray(embed(final.params, final.state, batch_fn(0)))
+    size, order = batch_fn.batch_size, np.arange(len(dataset.graphs))
+    batches = graph_batches(dataset, order, size, batch_fn.budget, batch_fn.prepare)
     rows = [
-        np.asarray(embed(final.params, final.state, batch))[: min(batch_size, len(order) - start)]
-        for start, batch in zip(range(0, len(order), batch_size), graph_batches(dataset, order, batch_size, budget))
+        np.asarray(embed(final.params, final.state, batch))[: min(size, len(order) - start)]
+        for start, batch in zip(range(0, len(order), size), batches)
     ]
     return np.concatenate(rows)
 
@@ -120,11 +124,12 @@ def run(
     (out / "config.toml").write_text(config_lib.to_toml(cfg))
 
     ds = data.load(dataset, root=root)
+    prepare = getattr(module, "prepare_batch", _identity)
     if module.LEVEL == "node":
-        graph = node_graph(ds, cfg)
-        batch_fn, steps = (lambda step: graph), int(cfg["epochs"])
+        batch = prepare(node_graph(ds, cfg))
+        batch_fn, steps = (lambda step: batch), int(cfg["epochs"])
     else:
-        batch_fn = EpochBatches(ds, int(cfg["batch_size"]), seed)
+        batch_fn = EpochBatches(ds, int(cfg["batch_size"]), seed, prepare)
         steps = int(cfg["epochs"]) * batch_fn.steps_per_epoch
     sample = batch_fn(0)
     optimizer, lr = train.make_optimizer(
@@ -137,7 +142,7 @@ def run(
         checkpoint_every=cfg.get("checkpoint_every", 50), learning_rate=lr, progress=progress,
     )
     train_seconds = time.perf_counter() - started
-    embeddings = embed_all(method_fns, final, ds, module.LEVEL, sample)
+    embeddings = embed_all(method_fns, final, ds, batch_fn)
     result = evaluate(cfg["eval"], embeddings, ds, seed)
     record = {
         "method": cfg["method"],

@@ -4,7 +4,9 @@ Every module defines ``LEVEL`` ("node" or "graph"), ``DEFAULTS`` (a config dict:
 scalars at the top, a ``model`` table, an ``eval`` table) and ``build(model_config, sample)``
 returning a :class:`gcl_jax.train.Method`. Node-level methods get the whole graph as the batch
 and embed nodes; graph-level methods get a padded batch of graphs and embed one row per graph
-(padding graphs included; the runner drops them). A new module here is a new CLI name.
+(padding graphs included; the runner drops them). An optional ``prepare_batch(batch)`` runs on
+the host on every batch before it reaches jit (e.g. a diffusion view computed with scipy); its
+output is what ``init``, ``loss`` and ``embed`` receive. A new module here is a new CLI name.
 """
 
 from __future__ import annotations
