@@ -36,7 +36,7 @@ def _train(args) -> int:
 
     record = runner.run(
         args.method, args.dataset, config_file=args.config, overrides=args.set, seed=args.seed,
-        out=args.out, resume=args.resume, root=args.root, progress=not args.quiet,
+        out=args.out, resume=args.resume, root=args.root, devices=args.devices, progress=not args.quiet,
     )
     print(
         f"{record['method']} on {record['dataset']}: test {record['metric']} "
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", default=None, help="run folder (default runs/METHOD-DATASET-seedN)")
     fit.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     fit.add_argument("--root", default=None, help="data root holding one folder per dataset")
+    fit.add_argument("--devices", type=int, default=1, help="data-parallel over this many devices")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.set_defaults(run=_train)
     data_parser = commands.add_parser("data", help="inspect datasets")

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from gcl_jax import config as config_lib
-from gcl_jax import data, eval as evaluation, graph as G, methods, plots, train
+from gcl_jax import data, eval as evaluation, graph as G, methods, parallel, plots, train
 
 
 def resolve_config(method: str, dataset: str, config_file: str | None, overrides: Sequence[str]) -> dict[str, Any]:
@@ -109,12 +109,15 @@ def run(
     out: str | Path | None = None,
     resume: bool = False,
     root: str | None = None,
+    devices: int = 1,
     progress: bool = True,
     plot: bool = True,
 ) -> dict[str, Any]:
     """Train ``method`` on ``dataset``, evaluate with its standard protocol, write the run folder.
 
-    Returns the ``results.json`` record: method, dataset, metric, test_mean, test_std, seconds, ...
+    ``devices`` > 1 trains data-parallel over a mesh of that many devices (node-level: the loss's
+    negatives are sharded across them). Returns the ``results.json`` record: method, dataset,
+    metric, test_mean, test_std, seconds, ...
     """
     started = time.perf_counter()
     cfg = resolve_config(method, dataset, config_file, overrides)
@@ -136,13 +139,20 @@ def run(
         cfg["lr"], steps, weight_decay=cfg.get("weight_decay", 0.0), decoupled=cfg.get("decoupled_weight_decay", False),
         warmup_steps=cfg.get("warmup_steps", 0), schedule=cfg.get("schedule", "constant"), clip_norm=cfg.get("clip_norm"),
     )
-    method_fns = module.build(cfg["model"], sample)
+    mesh = None
+    model_cfg = cfg["model"]
+    if devices > 1:
+        if module.LEVEL != "node":
+            raise ValueError(f"devices: multi-device training of graph-level methods is not wired yet ({cfg['method']})")
+        mesh = parallel.make_mesh(devices)
+        model_cfg = {**model_cfg, "axis_name": parallel.DATA_AXIS}
+    method_fns = module.build(model_cfg, sample)
     final = train.fit(
         method_fns, optimizer, batch_fn, steps, seed=seed, out_dir=out, resume=resume,
-        checkpoint_every=cfg.get("checkpoint_every", 50), learning_rate=lr, progress=progress,
+        checkpoint_every=cfg.get("checkpoint_every", 50), learning_rate=lr, progress=progress, mesh=mesh,
     )
     train_seconds = time.perf_counter() - started
-    embeddings = embed_all(method_fns, final, ds, batch_fn)
+    embeddings = embed_all(module.build(cfg["model"], sample), final, ds, batch_fn)
     result = evaluate(cfg["eval"], embeddings, ds, seed)
     record = {
         "method": cfg["method"],
@@ -153,6 +163,7 @@ def run(
         "rankme": float(evaluation.rankme(embeddings)),
         "train_seconds": round(train_seconds, 2),
         "seconds": round(time.perf_counter() - started, 2),
+        "devices": devices,
         "machine": f"{platform.machine()} {jax.devices()[0].platform} x{jax.device_count()}",
     }
     (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -118,8 +118,13 @@ def init_state(method: Method, optimizer: optax.GradientTransformation, seed: in
     return TrainState(jnp.zeros((), jnp.int32), params, state, optimizer.init(params), run_key)
 
 
-def make_step(method: Method, optimizer: optax.GradientTransformation) -> Callable:
-    """``step(train_state, batch) -> (train_state, loss, metrics)``, pure; jit it (the trainer does)."""
+def make_step(method: Method, optimizer: optax.GradientTransformation, mesh=None, batch_spec=None) -> Callable:
+    """``step(train_state, batch) -> (train_state, loss, metrics)``, pure; jit it (the trainer does).
+
+    With a ``mesh`` the step runs inside ``jax.shard_map``: the train state is replicated, the batch
+    laid out by ``batch_spec`` (default: replicated), and the method's loss is expected to reduce
+    over the mesh axis (see :mod:`gcl_jax.parallel`), so the result equals the one-device step.
+    """
 
     def step(ts: TrainState, batch: Batch):
         key = jax.random.fold_in(ts.key, ts.step)
@@ -130,7 +135,11 @@ def make_step(method: Method, optimizer: optax.GradientTransformation) -> Callab
             state = method.update_state(params, state, ts.step)
         return TrainState(ts.step + 1, params, state, opt_state, ts.key), loss, metrics
 
-    return step
+    if mesh is None:
+        return step
+    replicated = jax.sharding.PartitionSpec()
+    batch_spec = replicated if batch_spec is None else batch_spec
+    return jax.shard_map(step, mesh=mesh, in_specs=(replicated, batch_spec), out_specs=replicated)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -183,6 +192,8 @@ def fit(
     learning_rate: Callable[[int], float] | None = None,
     progress: bool = True,
     log_every: int = 1,
+    mesh=None,
+    batch_spec=None,
 ) -> TrainState:
     """Train for ``num_steps`` optimizer steps; ``batch_fn(t)`` gives the batch of step ``t``.
 
@@ -190,10 +201,11 @@ def fit(
     at the end, the last ``keep`` kept, plus the lowest-loss one), ``metrics.jsonl`` with one line
     per logged step (step, loss, lr, time and the method's metrics). ``resume`` continues from the
     newest checkpoint. A non-finite loss raises :class:`NonFiniteLoss` naming the step.
+    ``mesh`` / ``batch_spec``: data-parallel training (:func:`make_step`).
     """
     from tqdm.auto import tqdm
 
-    step_fn = jax.jit(make_step(method, optimizer))
+    step_fn = jax.jit(make_step(method, optimizer, mesh, batch_spec))
     ts = init_state(method, optimizer, seed, batch_fn(0))
     manager = None
     metrics_file = None

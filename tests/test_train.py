@@ -116,3 +116,16 @@ def test_coupled_weight_decay_is_l2_added_to_gradient():
     params, grads = {"w": jnp.array([2.0])}, {"w": jnp.array([0.3])}
     got, _ = decoupled.update(grads, decoupled.init(params), params)
     np.testing.assert_allclose(got["w"], -0.1 * (1.0 + 0.5 * 2.0), rtol=1e-4)  # first AdamW step: -lr (sign(g) + wd p)
+
+
+def test_best_checkpoint_by_loss_survives_beside_latest(tmp_path):
+    method = toy_method()
+
+    def valley(params, state, key, batch):
+        _, aux = method.loss(params, state, key, batch)
+        return (state["calls"] - 3.0) ** 2 + 0.0 * jnp.sum(params["w"]), aux  # lowest at step 3
+
+    optimizer, _ = train.make_optimizer(1e-2, 12)
+    train.fit(method._replace(loss=valley), optimizer, batch_fn, 12, out_dir=tmp_path, checkpoint_every=1, keep=1, progress=False)
+    saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved == [4, 12]  # the checkpoint written after step 3 (loss 0) and the newest

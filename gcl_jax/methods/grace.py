@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import jax
 
-from gcl_jax import augment, losses
+from gcl_jax import augment, losses, parallel
 from gcl_jax.nn import MLP, GraphEncoder
 from gcl_jax.train import Method
 
@@ -45,6 +45,7 @@ def build(model: dict, sample) -> Method:
     encoder = GraphEncoder("gcn", encoder_widths(model["hidden"], model["layers"]), activation=model["activation"])
     projector = MLP((model["proj_hidden"], model["hidden"]), activation="elu")
     block_size = model["block_size"] or None
+    axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
     def view(key, graph, index):
         k_edge, k_feat = jax.random.split(key)
@@ -59,11 +60,12 @@ def build(model: dict, sample) -> Method:
 
     def loss(params, state, key, graph):
         keys = jax.random.split(key, 2)
-        z1, z2 = (
-            projector.apply(params["projector"], encoder.apply(params["encoder"], view(k, graph, i), train=True))
+        (z1, valid), (z2, _) = (
+            parallel.local_rows(projector.apply(params["projector"], encoder.apply(params["encoder"], view(k, graph, i), train=True)), axis_name)
             for i, k in enumerate(keys)
         )
-        return losses.info_nce(z1, z2, temperature=model["tau"], block_size=block_size), (state, {})
+        value = losses.info_nce(z1, z2, temperature=model["tau"], block_size=block_size, axis_name=axis_name, valid=valid)
+        return value, (state, {})
 
     def embed(params, state, graph):
         return encoder.apply(params["encoder"], graph, train=False)

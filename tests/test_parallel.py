@@ -1,0 +1,45 @@
+"""Data-parallel training: 1 device and 8 simulated devices give the same run."""
+
+import jax
+import numpy as np
+import pytest
+
+from gcl_jax import data, parallel, runner, train
+from gcl_jax.methods import grace
+
+SMALL = {**grace.DEFAULTS["model"], "hidden": 16, "proj_hidden": 16}
+
+
+def grace_run(devices: int, block_size: int = 0, steps: int = 4):
+    graph = runner.node_graph(data.load("cora"), {"normalize_features": True})
+    model = {**SMALL, "block_size": block_size}
+    mesh = None
+    if devices > 1:
+        mesh = parallel.make_mesh(devices)
+        model["axis_name"] = parallel.DATA_AXIS
+    optimizer, _ = train.make_optimizer(1e-3, steps)
+    state = train.fit(grace.build(model, graph), optimizer, lambda t: graph, steps, seed=1, progress=False, mesh=mesh)
+    return jax.tree_util.tree_leaves(jax.device_get(state.params))
+
+
+def test_eight_devices_match_one_device():
+    assert jax.device_count() == 8
+    one = grace_run(1)
+    for eight in (grace_run(8), grace_run(8, block_size=64)):
+        for a, b in zip(one, eight):
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+
+
+def test_local_rows_cover_all_rows_once():
+    x = np.arange(37 * 3, dtype=np.float32).reshape(37, 3)
+    mesh = parallel.make_mesh(8)
+    f = jax.shard_map(lambda v: parallel.local_rows(v, "data"), mesh=mesh,
+                      in_specs=jax.sharding.PartitionSpec(), out_specs=jax.sharding.PartitionSpec("data"))
+    rows, valid = f(x)
+    np.testing.assert_array_equal(np.asarray(rows)[np.asarray(valid)], x)
+    assert int(np.asarray(valid).sum()) == 37 and rows.shape == (40, 3)
+
+
+def test_mesh_larger_than_available_is_a_clear_error():
+    with pytest.raises(ValueError, match="asked for 64"):
+        parallel.make_mesh(64)
