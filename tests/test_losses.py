@@ -269,3 +269,15 @@ def test_jit_compiles_once():
         a, b = (jnp.asarray(rng.normal(size=(N, D)), jnp.float32) for _ in range(2))
         g(a, b).block_until_ready()
     assert g._cache_size() == 1
+
+
+@pytest.mark.parametrize("n", [4096, 4095])
+def test_blockwise_memory_has_no_n_by_d_temporaries(n):
+    """The blockwise GRACE value_and_grad keeps only tiles and (N,) vectors:
+    its compiled temp bytes stay below a single N x d float32 array (ragged N
+    included: no padded copies)."""
+    d, block = 128, 128
+    spec = jax.ShapeDtypeStruct((n, d), jnp.float32)
+    f = jax.value_and_grad(functools.partial(losses.info_nce, block_size=block), argnums=(0, 1))
+    temp = jax.jit(f).lower(spec, spec).compile().memory_analysis().temp_size_in_bytes
+    assert temp < n * d * 4, temp

@@ -5,15 +5,19 @@ computes, for each local row ``i``, the reductions of :mod:`._tiling` over *all*
 columns: the local ones and, under ``axis_name``, those of every other device.
 
 * ``collective='ring'`` (Inf-CL / ring attention, Liu et al. 2023; Cheng et
-  al. 2024): the column shard travels around the mesh axis with ``P - 1``
-  ``lax.ppermute`` steps; partial results merge with ``logaddexp``/``+``/
-  ``max``.  The backward pass travels the same way, carrying with each column
-  shard the gradient accumulated for it, and one last step sends that gradient
-  home.  Per-device memory stays O(N d / P + block^2).
-* ``collective='all_gather'``: the columns are all-gathered once and autodiff
-  transposes the gather into a reduce-scatter; O(N d) memory per device.
+  al. 2024): the local pass (symmetry used) is followed by ``P - 1`` steps in
+  which the column shard travels one device along the mesh axis
+  (``lax.ppermute``); partial results merge with ``logaddexp``/``+``/``max``.
+  The backward pass travels the same way, carrying with each column shard the
+  gradient accumulated for it, and one last step sends that gradient home.
+  Per-device memory stays O(N d / P + block^2).
+* ``collective='all_gather'``: the columns are all-gathered once, one remote
+  pass runs over them, and the column gradient is reduce-scattered home; O(N d)
+  memory per device.
 
-Either way the backward recomputes tiles from the saved per-row outputs.
+Either way the backward recomputes tiles from the saved per-row outputs and
+the whole loss gradient (rows, columns, normalisation) is formed inside the
+custom VJP, so no ``(n, d)`` temporary is materialised on one device.
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._tiling import MERGE, Head, dense_reduce, tile_backward, tile_forward
+from ._tiling import (Head, backward_pass, dense_reduce, forward_pass, init_grads,
+                      init_stats, local_blocks, make_side, normalize_backward, remote_blocks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,13 +37,10 @@ class Spec:
     """Static configuration of one reduction."""
 
     heads: tuple[Head, ...]
+    pairs: tuple[tuple[int, int], ...]
     block: int | None = None
     axis_name: str | None = None
     collective: str = "ring"
-
-
-def _merge(heads, a, b):
-    return tuple(MERGE[h.kind](x, y) for h, x, y in zip(heads, a, b))
 
 
 def _shift(tree, axis_name):
@@ -56,81 +58,120 @@ def _varying(tree, axis_name):
     return jax.tree_util.tree_map(lambda a: jnp.where(on_every_device, a, a), tree)
 
 
-def _forward(spec, xr, off, rmeta, xc, cmeta):
-    rows = {"x": xr, "off": off, "meta": rmeta}
-    cols = {"x": xc, "meta": cmeta}
-    out = tile_forward(spec.heads, rows, cols, spec.block)
+def _columns(side):
+    """The part of a side that travels as columns."""
+    return {k: side[k] for k in ("x", "inv", "meta")}
+
+
+def _gather(side, axis_name):
+    return jax.tree_util.tree_map(
+        functools.partial(lax.all_gather, axis_name=axis_name, tiled=True), _columns(side))
+
+
+def _steps(spec):
+    return lax.axis_size(spec.axis_name) - 1
+
+
+def _forward(spec, xs, scale, off, meta):
+    rows = make_side(xs, meta, scale=scale, off=off)
+    stats = init_stats(spec.heads, rows)
+    remote = remote_blocks(spec.pairs)
+    if spec.axis_name is not None and spec.collective == "all_gather":
+        cols = _gather(rows, spec.axis_name)
+        return forward_pass(spec.heads, remote, rows, cols, stats, spec.block)
+    stats = forward_pass(spec.heads, local_blocks(spec.pairs), rows, rows, stats, spec.block)
     if spec.axis_name is None:
-        return out
+        return stats
 
     def step(carry, _):
-        out, cols = carry
+        stats, cols = carry
         cols = _shift(cols, spec.axis_name)
-        part = tile_forward(spec.heads, rows, cols, spec.block)
-        return (_merge(spec.heads, out, part), cols), None
+        return (forward_pass(spec.heads, remote, rows, cols, stats, spec.block), cols), None
 
-    steps = lax.axis_size(spec.axis_name) - 1
-    (out, _), _ = lax.scan(step, (out, cols), None, length=steps)
-    return out
+    (stats, _), _ = lax.scan(step, (stats, _columns(rows)), None, length=_steps(spec))
+    return stats
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _reduce(spec, xr, off, rmeta, xc, cmeta):
-    return _forward(spec, xr, off, rmeta, xc, cmeta)
+def _reduce(spec, xs, scale, off, meta):
+    return _forward(spec, xs, scale, off, meta)
 
 
-def _reduce_fwd(spec, xr, off, rmeta, xc, cmeta):
-    out = _forward(spec, xr, off, rmeta, xc, cmeta)
-    return out, (xr, off, rmeta, xc, cmeta, out)
+def _reduce_fwd(spec, xs, scale, off, meta):
+    stats = _forward(spec, xs, scale, off, meta)
+    return stats, (xs, scale, off, meta, stats)
 
 
-def _reduce_bwd(spec, res, grads):
-    xr, off, rmeta, xc, cmeta, out = res
-    rows = {"x": xr, "off": off, "meta": rmeta}
-    cols = {"x": xc, "meta": cmeta}
-    d_r, d_o, d_c = tile_backward(spec.heads, rows, cols, out, grads, spec.block)
-    if spec.axis_name is not None:
+def _reduce_bwd(spec, res, cotangents):
+    xs, scale, off, meta, stats = res
+    rows = make_side(xs, meta, scale=scale, off=off, outs=stats, grads=cotangents)
+    grads = init_grads(rows)
+    remote = remote_blocks(spec.pairs)
+    home = None
+    if spec.axis_name is not None and spec.collective == "all_gather":
+        cols = _gather(rows, spec.axis_name)
+        col_du = tuple(jnp.zeros_like(x, jnp.float32) for x in cols["x"])
+        grads, col_du = backward_pass(spec.heads, remote, rows, cols, grads, col_du, spec.block)
+        home = tuple(lax.psum_scatter(g, spec.axis_name, tiled=True) for g in col_du)
+    else:
+        grads, _ = backward_pass(spec.heads, local_blocks(spec.pairs), rows, rows, grads, None,
+                                 spec.block)
+    if spec.axis_name is not None and spec.collective == "ring":
         def step(carry, _):
-            d_r, d_o, cols, d_c = carry
-            cols, d_c = _shift((cols, d_c), spec.axis_name)
-            a, b, c = tile_backward(spec.heads, rows, cols, out, grads, spec.block)
-            return (d_r + a, d_o + b, cols, d_c + c), None
+            grads, cols, col_du = carry
+            cols, col_du = _shift((cols, col_du), spec.axis_name)
+            grads, col_du = backward_pass(spec.heads, remote, rows, cols, grads, col_du,
+                                          spec.block)
+            return (grads, cols, col_du), None
 
-        steps = lax.axis_size(spec.axis_name) - 1
-        (d_r, d_o, _, d_c), _ = lax.scan(step, (d_r, d_o, cols, d_c), None, length=steps)
-        d_c = _shift(d_c, spec.axis_name)  # the column gradient goes home
-    return d_r.astype(xr.dtype), d_o.astype(off.dtype), None, d_c.astype(xc.dtype), None
+        col_du = tuple(jnp.zeros_like(g) for g in grads["du"])
+        (grads, _, col_du), _ = lax.scan(step, (grads, _columns(rows), col_du), None,
+                                         length=_steps(spec))
+        home = _shift(col_du, spec.axis_name)  # the column gradients go home
+    dxs = normalize_backward(xs, grads["du"], home, spec.block)
+    return (tuple(d.astype(x.dtype) for d, x in zip(dxs, xs)),
+            tuple(g.astype(s.dtype) for g, s in zip(grads["scale"], scale)),
+            tuple(g.astype(o.dtype) for g, o in zip(grads["off"], off)), None)
 
 
 _reduce.defvjp(_reduce_fwd, _reduce_bwd)
 
 
-def reduce_rows(heads, rows, off, rmeta, cols, cmeta, *, block=None, axis_name=None,
+def reduce_rows(heads, views, meta, *, pairs, scale=None, off=None, block=None, axis_name=None,
                 collective="ring"):
-    """Per-row reductions ``heads`` of ``s_ij = <rows_i, cols_j> + off_i`` over
-    all columns (all devices' columns under ``axis_name``).
+    """Per-row reductions ``heads`` of ``s_ij = scale_i cos(x_ai, x_bj) + off_i``.
+
+    ``views``: tuple of raw ``(n, d)`` embeddings (normalised on the fly);
+    ``meta``: one dict of ``(n,)`` metadata per view (``'valid'`` required);
+    ``pairs``: static ``(a, b)`` view pairs: the rows of view ``a`` are reduced
+    over the columns of every ``b`` paired with it (all devices' columns under
+    ``axis_name``); ``scale``/``off``: one ``(n,)`` float32 array per view
+    (default 1 / 0).  Returns one tuple of head outputs (``(n,)`` float32) per
+    view (identity values for views that are never rows).
 
     ``block=None`` and ``axis_name=None`` give the dense reference (the full
     matrix, plain autodiff).  Otherwise the blockwise/ring custom VJP is used.
-    Differentiable w.r.t. ``rows``, ``off`` and ``cols`` (metadata is not).
+    Differentiable w.r.t. ``views``, ``scale`` and ``off`` (metadata is not).
     Forward-only heads (``'max'``) are evaluated without a VJP.
     """
     if collective not in ("ring", "all_gather"):
         raise ValueError(f"collective must be 'ring' or 'all_gather', got {collective!r}")
-    heads = tuple(heads)
+    heads, views, meta = tuple(heads), tuple(views), tuple(meta)
+    pairs = tuple((int(a), int(b)) for a, b in pairs)
+    n = views[0].shape[0]
+    per_view = lambda v, fill: tuple(  # noqa: E731
+        jnp.broadcast_to(jnp.asarray(fill if v is None else v[k], jnp.float32), (n,))
+        for k in range(len(views)))
+    scale, off = per_view(scale, 1.0), per_view(off, 0.0)
     if axis_name is not None:
         # Replicated inputs (e.g. a shared bias) become per-device values here;
         # autodiff transposes this into the psum their gradient needs.
-        rows, off, rmeta, cols, cmeta = _varying((rows, off, rmeta, cols, cmeta), axis_name)
-    if axis_name is not None and collective == "all_gather":
-        gather = functools.partial(lax.all_gather, axis_name=axis_name, tiled=True)
-        cols, cmeta = jax.tree_util.tree_map(gather, (cols, cmeta))
-        axis_name = None
+        views, scale, off, meta = _varying((views, scale, off, meta), axis_name)
     if block is None and axis_name is None:
-        return dense_reduce(heads, {"x": rows, "off": off, "meta": rmeta},
-                            {"x": cols, "meta": cmeta})
-    spec = Spec(heads, block, axis_name, collective)
+        return dense_reduce(heads, pairs, make_side(views, meta, scale=scale, off=off))
+    spec = Spec(heads, pairs, block, axis_name, collective)
     if any(h.kind == "max" for h in heads):
-        args = jax.tree_util.tree_map(lax.stop_gradient, (rows, off, rmeta, cols, cmeta))
+        args = jax.tree_util.tree_map(lax.stop_gradient, (views, scale, off, meta))
         return _forward(spec, *args)
-    return _reduce(spec, rows, off, rmeta, cols, cmeta)
+    return _reduce(spec, views, scale, off, meta)
+

@@ -81,73 +81,78 @@ def _inverse_temperature(temperature, valid, n):
     return 1.0 / jnp.where(as_valid(valid, n), per_row(t, n), 1.0)
 
 
-def _two_views(z1, z2, scale, valid, labels, axis_name, symmetric):
-    """Rows (anchors, scaled by ``scale``) and columns of the 2N two-view set.
+def _partner(s, r, c):
+    """The positive pair: the same node in the other view."""
+    return (r["id"] == c["id"]) & (r["view"] != c["view"])
 
-    Columns are ``[u1; u2]`` (u = normalised z) with metadata ``id`` (global
-    node index), ``view`` (0/1), ``valid`` and optionally ``label``; rows are
-    the first ``N`` (``symmetric=False``) or all ``2N`` columns, multiplied by
-    the per-anchor scale ``1 / temperature``.  Also returns the positive logit
-    ``<rows_i, partner_i>``.
-    """
+
+def _two_views(z1, z2, valid, labels, axis_name):
+    """The views ``(z1, z2)`` and their metadata: ``id`` (global node index),
+    ``view`` (0/1), ``valid`` and optionally ``label``."""
     n = z1.shape[0]
-    u1, u2 = l2_normalize(z1), l2_normalize(z2)
-    ids = global_ids(n, axis_name)
-    valid = as_valid(valid, n)
-    cols = jnp.concatenate([u1, u2])
-    cmeta = {
-        "id": jnp.concatenate([ids, ids]),
-        "view": jnp.repeat(jnp.arange(2, dtype=jnp.int32), n),
-        "valid": jnp.concatenate([valid, valid]),
-    }
+    base = {"id": global_ids(n, axis_name), "valid": as_valid(valid, n)}
     if labels is not None:
-        labels = jnp.asarray(labels, jnp.int32)
-        cmeta["label"] = jnp.concatenate([labels, labels])
-    k = 2 if symmetric else 1
-    row_scale = jnp.tile(per_row(scale, n), k)
-    rows = (cols[: k * n].astype(jnp.float32) * row_scale[:, None]).astype(cols.dtype)
-    rmeta = {key: v[: k * n] for key, v in cmeta.items()}
-    partner = jnp.concatenate([u2, u1])[: k * n]
-    pos = jnp.sum(rows.astype(jnp.float32) * partner.astype(jnp.float32), axis=-1)
-    return rows, rmeta, cols, cmeta, pos, row_scale
+        base["label"] = jnp.asarray(labels, jnp.int32)
+    meta = tuple(dict(base, view=jnp.full((n,), v, jnp.int32)) for v in (0, 1))
+    return (z1, z2), meta
 
 
-def _dense_positive_mean(rows, cols, pos_mask, base_mask, valid_cols):
-    """Mean logit over an explicit ``(R, C)`` positive mask (dense path only)."""
-    s = jnp.dot(rows, cols.T, preferred_element_type=jnp.float32)
-    m = pos_mask & base_mask & valid_cols[None, :]
-    cnt = jnp.sum(m, axis=1)
-    return jnp.sum(jnp.where(m, s, 0.0), axis=1) / jnp.maximum(cnt, 1)
+def _anchor_views(symmetric):
+    return (0, 1) if symmetric else (0,)
+
+
+def _pairs(intra_view, symmetric):
+    """View blocks: every anchor view against both views (intra-view
+    negatives) or against the other view only."""
+    return tuple((a, b) for a in _anchor_views(symmetric)
+                 for b in ((0, 1) if intra_view else (1 - a,)))
+
+
+def _per_anchor(stats, head, symmetric):
+    """Head ``head``'s output for the anchors: ``(N,)`` or ``(2N,)``."""
+    return jnp.concatenate([stats[a][head] for a in _anchor_views(symmetric)])
+
+
+def _dense_positive_mean(z1, z2, scale, pos_mask, meta, cand, symmetric):
+    """Mean logit over an explicit node x node positive mask (dense path only)."""
+    n = z1.shape[0]
+    u = jnp.concatenate([l2_normalize(z1), l2_normalize(z2)]).astype(jnp.float32)
+    k = len(_anchor_views(symmetric))
+    rows = u[: k * n] * jnp.tile(per_row(scale, n), k)[:, None]
+    cmeta = {key: jnp.concatenate([m[key] for m in meta]) for key in meta[0]}
+    r = {key: v[: k * n, None] for key, v in cmeta.items()}
+    c = {key: v[None, :] for key, v in cmeta.items()}
+    m = jnp.tile(jnp.asarray(pos_mask, bool), (k, 2)) & cand(None, r, c) & c["valid"]
+    s = jnp.dot(rows, u.T)
+    return jnp.sum(jnp.where(m, s, 0.0), axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1)
 
 
 def _info_nce(z1, z2, scale, *, intra_view, symmetric, labels, pos_mask, valid,
               block_size, axis_name, collective):
-    rows, rmeta, cols, cmeta, pos, _ = _two_views(
-        z1, z2, scale, valid, labels, axis_name, symmetric)
-    zeros = jnp.zeros(rows.shape[:1], jnp.float32)
+    views, meta = _two_views(z1, z2, valid, labels, axis_name)
     cand = _candidates(intra_view)
-    kw = dict(block=block_size, axis_name=axis_name, collective=collective)
+    kw = dict(pairs=_pairs(intra_view, symmetric), scale=(scale, scale), block=block_size,
+              axis_name=axis_name, collective=collective)
     if pos_mask is not None:
         if block_size is not None or axis_name is not None or labels is not None:
             raise ValueError("pos_mask (an explicit N x N mask) is dense-only; use labels "
                              "for blockwise/sharded supervised contrast")
-        (lse,) = reduce_rows((Head("lse", identity_value, cand),), rows, zeros, rmeta,
-                             cols, cmeta, **kw)
-        k = rows.shape[0] // z1.shape[0]
-        pm = jnp.tile(jnp.asarray(pos_mask, bool), (k, 2))
-        r = {key: v[:, None] for key, v in rmeta.items()}
-        c = {key: v[None, :] for key, v in cmeta.items()}
-        pos = _dense_positive_mean(rows, cols, pm, cand(None, r, c), cmeta["valid"])
+        stats = reduce_rows((Head("lse", identity_value, cand),), views, meta, **kw)
+        pos = _dense_positive_mean(z1, z2, scale, pos_mask, meta, cand, symmetric)
     elif labels is not None:
         same = functools.partial(_and_same_label, base=cand)
         heads = (Head("lse", identity_value, cand), Head("sum", identity_value, same),
                  Head("sum", ones_value, same))
-        lse, pos_sum, pos_cnt = reduce_rows(heads, rows, zeros, rmeta, cols, cmeta, **kw)
-        pos = pos_sum / jnp.maximum(pos_cnt, 1.0)
+        stats = reduce_rows(heads, views, meta, **kw)
+        pos = (_per_anchor(stats, 1, symmetric)
+               / jnp.maximum(_per_anchor(stats, 2, symmetric), 1.0))
     else:
-        (lse,) = reduce_rows((Head("lse", identity_value, cand),), rows, zeros, rmeta,
-                             cols, cmeta, **kw)
-    return global_mean(lse - pos, rmeta["valid"], axis_name)
+        heads = (Head("lse", identity_value, cand), Head("sum", identity_value, _partner))
+        stats = reduce_rows(heads, views, meta, **kw)
+        pos = _per_anchor(stats, 1, symmetric)
+    lse = _per_anchor(stats, 0, symmetric)
+    valid = jnp.concatenate([meta[a]["valid"] for a in _anchor_views(symmetric)])
+    return global_mean(lse - pos, valid, axis_name)
 
 
 def info_nce(z1, z2, *, temperature=0.5, intra_view=True, symmetric=True, labels=None,
@@ -234,15 +239,13 @@ def siglip(z1, z2, logit_scale=math.log(10.0), bias=-10.0, *, valid=None, block_
     ``logit_scale = log 10``, ``b = -10``.  Differentiable in both.
     """
     n = z1.shape[0]
-    u1, u2 = l2_normalize(z1), l2_normalize(z2)
     valid = as_valid(valid, n)
     meta = {"id": global_ids(n, axis_name), "valid": valid}
     t = jnp.exp(jnp.asarray(logit_scale, jnp.float32))
-    rows = (u1.astype(jnp.float32) * t).astype(u1.dtype)
-    off = per_row(bias, n)
-    (per_anchor,) = reduce_rows((Head("sum", _siglip_value, _all_pairs),), rows, off, meta,
-                                u2, meta, block=block_size, axis_name=axis_name,
-                                collective=collective)
+    stats = reduce_rows((Head("sum", _siglip_value, _all_pairs),), (z1, z2), (meta, meta),
+                        pairs=((0, 1),), scale=(t, t), off=(bias, bias), block=block_size,
+                        axis_name=axis_name, collective=collective)
+    per_anchor = stats[0][0]
     return global_mean(per_anchor, valid, axis_name)
 
 
@@ -276,24 +279,29 @@ def _debiased(z1, z2, *, temperature, tau_plus, beta, intra_view, symmetric, val
               block_size, axis_name, collective):
     if not 0.0 <= tau_plus < 1.0:
         raise ValueError("tau_plus must be in [0, 1)")
-    scale = _inverse_temperature(temperature, valid, z1.shape[0])
-    rows, rmeta, cols, cmeta, pos, row_scale = _two_views(
-        z1, z2, scale, valid, None, axis_name, symmetric)
-    zeros = jnp.zeros(rows.shape[:1], jnp.float32)
+    n = z1.shape[0]
+    scale = _inverse_temperature(temperature, valid, n)
+    views, meta = _two_views(z1, z2, valid, None, axis_name)
     neg = _negatives(intra_view)
-    kw = dict(block=block_size, axis_name=axis_name, collective=collective)
-    views = 2 if intra_view else 1
-    num_neg = views * count_valid(as_valid(valid, z1.shape[0]), axis_name) - views
+    kw = dict(pairs=_pairs(intra_view, symmetric), scale=(scale, scale), block=block_size,
+              axis_name=axis_name, collective=collective)
+    views_per_anchor = 2 if intra_view else 1
+    num_neg = views_per_anchor * count_valid(as_valid(valid, n), axis_name) - views_per_anchor
+    positive = Head("sum", identity_value, _partner)
     if beta == 0:
-        (log_neg,) = reduce_rows((Head("lse", identity_value, neg),), rows, zeros, rmeta,
-                                 cols, cmeta, **kw)
+        stats = reduce_rows((Head("lse", identity_value, neg), positive), views, meta, **kw)
+        log_neg = _per_anchor(stats, 0, symmetric)
     else:
         heads = (Head("lse", functools.partial(_scaled_value, a=1.0 + beta), neg),
-                 Head("lse", functools.partial(_scaled_value, a=float(beta)), neg))
-        lse_hard, lse_imp = reduce_rows(heads, rows, zeros, rmeta, cols, cmeta, **kw)
-        log_neg = lse_hard - lse_imp + jnp.log(jnp.maximum(num_neg, 1.0))
-    loss = _debiased_from_stats(pos, log_neg, num_neg, tau_plus, row_scale)
-    return global_mean(loss, rmeta["valid"], axis_name)
+                 Head("lse", functools.partial(_scaled_value, a=float(beta)), neg), positive)
+        stats = reduce_rows(heads, views, meta, **kw)
+        log_neg = (_per_anchor(stats, 0, symmetric) - _per_anchor(stats, 1, symmetric)
+                   + jnp.log(jnp.maximum(num_neg, 1.0)))
+    pos = _per_anchor(stats, -1, symmetric)
+    k = len(_anchor_views(symmetric))
+    loss = _debiased_from_stats(pos, log_neg, num_neg, tau_plus, jnp.tile(per_row(scale, n), k))
+    valid = jnp.concatenate([meta[a]["valid"] for a in _anchor_views(symmetric)])
+    return global_mean(loss, valid, axis_name)
 
 
 def debiased_info_nce(z1, z2, *, temperature=0.5, tau_plus=0.1, intra_view=True,

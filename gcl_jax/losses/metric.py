@@ -6,7 +6,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._common import as_valid, global_ids, global_mean, l2_normalize
+from ._common import as_valid, global_ids, global_mean
 from ._ring import reduce_rows
 from ._tiling import Head
 
@@ -66,22 +66,20 @@ def multi_similarity(z, labels, *, alpha=2.0, beta=50.0, base=0.5, margin=0.1, v
     streaming log-sum-exp pass (blockwise / ring like every N x N loss).
     """
     n = z.shape[0]
-    u = l2_normalize(z)
     valid = as_valid(valid, n)
     meta = {"id": global_ids(n, axis_name), "label": jnp.asarray(labels, jnp.int32),
             "valid": valid}
-    off = jnp.zeros((n,), jnp.float32)
-    kw = dict(block=block_size, axis_name=axis_name, collective=collective)
+    kw = dict(pairs=((0, 0),), block=block_size, axis_name=axis_name, collective=collective)
     mining = (Head("max", functools.partial(_scaled, a=-1.0), _pos),
               Head("max", functools.partial(_scaled, a=1.0), _neg))
-    neg_min_pos, max_neg = reduce_rows(mining, u, off, meta, u, meta, **kw)
-    rmeta = dict(meta, min_pos=jax.lax.stop_gradient(-neg_min_pos),
-                 max_neg=jax.lax.stop_gradient(max_neg))
+    ((neg_min_pos, max_neg),) = reduce_rows(mining, (z,), (meta,), **kw)
+    meta = dict(meta, min_pos=jax.lax.stop_gradient(-neg_min_pos),
+                max_neg=jax.lax.stop_gradient(max_neg))
     heads = (Head("lse", functools.partial(_scaled, a=-alpha),
                   functools.partial(_mined_pos, margin=margin)),
              Head("lse", functools.partial(_scaled, a=beta),
                   functools.partial(_mined_neg, margin=margin)))
-    lse_p, lse_n = reduce_rows(heads, u, off, rmeta, u, meta, **kw)
+    ((lse_p, lse_n),) = reduce_rows(heads, (z,), (meta,), **kw)
     active = jnp.isfinite(lse_p) & jnp.isfinite(lse_n)
     loss = (jax.nn.softplus(lse_p + alpha * base) / alpha
             + jax.nn.softplus(lse_n - beta * base) / beta)
