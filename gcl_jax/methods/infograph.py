@@ -1,0 +1,94 @@
+"""InfoGraph (Sun et al. 2020, "InfoGraph: Unsupervised and Semi-supervised Graph-Level
+Representation Learning via Mutual Information Maximization", ICLR 2020).
+
+A GIN encoder (``BN(ReLU(GIN(x)))`` per layer) gives patch (node) representations, the
+concatenation of every layer's node states, and a graph representation, the concatenation of
+every layer's sum readout. Two feed-forward heads (three ReLU layers plus a linear shortcut, the
+official ``FF``) map nodes and graphs into one space; the Jensen-Shannon local-global loss
+(``losses.local_global_jsd``) scores every node against every graph of the batch, its own graph
+the positive. Padding nodes are excluded; padding graphs are dropped (the trailing one) or have
+their head output zeroed (see ``loss``). Embeddings for evaluation are the encoder's graph
+readouts. Defaults: the official unsupervised code (github.com/sunfanyunn/InfoGraph:
+unsupervised/arguments.py, main.py, README.md), no prior term.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gcl_jax import graph as G
+from gcl_jax import losses
+from gcl_jax.methods.graphcl import gin_encoder
+from gcl_jax.nn import MLP, readout
+from gcl_jax.train import Method
+
+LEVEL = "graph"
+
+DEFAULTS = {
+    "epochs": 20,
+    "lr": 0.001,
+    "weight_decay": 0.0,
+    "batch_size": 128,
+    "checkpoint_every": 100,
+    "model": {
+        "hidden": 32,
+        "layers": 5,
+    },
+    "eval": {"protocol": "svm", "seeds": [0, 1, 2, 3, 4]},
+}
+
+
+class FF(nn.Module):
+    """InfoGraph's discriminator head: ``MLP(ReLU x3)(x) + Linear(x)``, width preserved."""
+
+    @nn.compact
+    def __call__(self, x):
+        width = x.shape[-1]
+        block = MLP((width,) * 3, activation="relu", activate_last=True, name="block")(x)
+        return block + nn.Dense(width, kernel_init=nn.initializers.glorot_uniform(), name="shortcut")(x)
+
+
+def build(model: dict, sample) -> Method:
+    encoder = gin_encoder(model)
+    local_head, global_head = FF(), FF()
+
+    def representations(params, state, batch, train: bool):
+        """``(nodes [N, D], graphs [G, D], batch_stats)`` from the encoder (before the heads)."""
+        real = G.real_node_mask(batch, True)
+        variables = {"params": params["encoder"], "batch_stats": state["encoder"]}
+        if train:
+            h, updates = encoder.apply(variables, batch, train=True, node_mask=real, mutable=["batch_stats"])
+            stats = updates["batch_stats"]
+        else:
+            h, stats = encoder.apply(variables, batch, train=False, node_mask=real), state["encoder"]
+        return h, readout(batch, h, "sum", padded=True), stats
+
+    def init(key, batch):
+        real = G.real_node_mask(batch, True)
+        k_enc, k_local, k_global = jax.random.split(key, 3)
+        variables = encoder.init(k_enc, batch, train=False, node_mask=real)
+        h = encoder.apply(variables, batch, train=False, node_mask=real)
+        y = readout(batch, h, "sum", padded=True)
+        params = {
+            "encoder": variables["params"],
+            "local": local_head.init(k_local, h),
+            "global": global_head.init(k_global, y),
+        }
+        return params, {"encoder": variables["batch_stats"]}
+
+    def loss(params, state, key, batch):
+        del key  # deterministic: no augmentation, no dropout
+        h, y, stats = representations(params, state, batch, train=True)
+        local = local_head.apply(params["local"], h)
+        # The last graph of a padded batch is always padding: drop it (static slice). Further padding
+        # graphs (a short last batch) get a zero head output: their pairs add a constant, no gradient.
+        global_ = jnp.where(G.graph_mask(batch)[:, None], global_head.apply(params["global"], y), 0.0)[:-1]
+        value = losses.local_global_jsd(local, global_, G.node_graph_ids(batch), valid=G.real_node_mask(batch, True))
+        return value, ({"encoder": stats}, {})
+
+    def embed(params, state, batch):
+        return representations(params, state, batch, train=False)[1]
+
+    return Method(init, loss, embed)
