@@ -142,8 +142,8 @@ def run(
     mesh = None
     model_cfg = cfg["model"]
     if devices > 1:
-        if module.LEVEL != "node":
-            raise ValueError(f"devices: multi-device training of graph-level methods is not wired yet ({cfg['method']})")
+        if not getattr(module, "SHARDED", False):
+            raise ValueError(f"devices: {cfg['method']} does not shard its loss across devices yet; run it with --devices 1")
         mesh = parallel.make_mesh(devices)
         model_cfg = {**model_cfg, "axis_name": parallel.DATA_AXIS}
     method_fns = module.build(model_cfg, sample)

@@ -51,3 +51,8 @@ def test_epoch_batches_cover_every_graph_once_with_one_shape():
 def test_train_user_errors(args, message, capsys):
     assert cli.main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_devices_refused_for_methods_that_do_not_shard(tmp_path, capsys):
+    assert cli.main(["train", "infograph", "mutag", "--devices", "2", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "does not shard its loss" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from gcl_jax.nn import MLP, GraphEncoder
 from gcl_jax.train import Method
 
 LEVEL = "node"
+SHARDED = True  # reads model["axis_name"]: rows and negatives split across devices
 
 DEFAULTS = {
     "epochs": 200,
