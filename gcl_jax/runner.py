@@ -140,7 +140,7 @@ def run(
         warmup_steps=cfg.get("warmup_steps", 0), schedule=cfg.get("schedule", "constant"), clip_norm=cfg.get("clip_norm"),
     )
     mesh = None
-    model_cfg = cfg["model"]
+    model_cfg = {**cfg["model"], "total_steps": steps}  # schedules inside a method (BGRL's EMA) span the run
     if devices > 1:
         if not getattr(module, "SHARDED", False):
             raise ValueError(f"devices: {cfg['method']} does not shard its loss across devices yet; run it with --devices 1")
@@ -152,7 +152,7 @@ def run(
         checkpoint_every=cfg.get("checkpoint_every", 50), learning_rate=lr, progress=progress, mesh=mesh,
     )
     train_seconds = time.perf_counter() - started
-    embeddings = embed_all(module.build(cfg["model"], sample), final, ds, batch_fn)
+    embeddings = embed_all(module.build({**cfg["model"], "total_steps": steps}, sample), final, ds, batch_fn)
     result = evaluate(cfg["eval"], embeddings, ds, seed)
     record = {
         "method": cfg["method"],

@@ -25,9 +25,12 @@ def grace_run(devices: int, block_size: int = 0, steps: int = 4):
 def test_eight_devices_match_one_device():
     assert jax.device_count() == 8
     one = grace_run(1)
+    # Adam's first steps move every weight by about lr = 1e-3 whatever the gradient's size, so a
+    # float-rounding difference in a near-zero gradient can flip a few percent of one step: the
+    # tolerance is 3% of one step, far below any real disagreement between the two runs.
     for eight in (grace_run(8), grace_run(8, block_size=64)):
         for a, b in zip(one, eight):
-            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=3e-5)
 
 
 def test_local_rows_cover_all_rows_once():

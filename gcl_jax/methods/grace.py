@@ -43,6 +43,13 @@ def encoder_widths(hidden: int, layers: int) -> tuple[int, ...]:
 
 
 def build(model: dict, sample) -> Method:
+    """GRACE with uniform drop rates ``model["drop_edge"]`` / ``model["drop_feature"]`` per view."""
+    return build_with_drop_rates(model, model["drop_edge"], model["drop_feature"])
+
+
+def build_with_drop_rates(model: dict, edge_p, feature_p) -> Method:
+    """The GRACE model with per-view drop rates: scalars (GRACE) or per-edge ``[E]`` and per-feature
+    ``[F]`` probabilities (GCA's adaptive augmentation)."""
     encoder = GraphEncoder("gcn", encoder_widths(model["hidden"], model["layers"]), activation=model["activation"])
     projector = MLP((model["proj_hidden"], model["hidden"]), activation="elu")
     block_size = model["block_size"] or None
@@ -50,8 +57,8 @@ def build(model: dict, sample) -> Method:
 
     def view(key, graph, index):
         k_edge, k_feat = jax.random.split(key)
-        dropped = augment.drop_edges(k_edge, graph, model["drop_edge"][index])
-        return augment.mask_features(k_feat, dropped, model["drop_feature"][index])
+        dropped = augment.drop_edges(k_edge, graph, edge_p[index])
+        return augment.mask_features(k_feat, dropped, feature_p[index])
 
     def init(key, graph):
         k_enc, k_proj = jax.random.split(key)
@@ -59,12 +66,13 @@ def build(model: dict, sample) -> Method:
         h = encoder.apply(enc_vars, graph, train=False)
         return {"encoder": enc_vars, "projector": projector.init(k_proj, h)}, {}
 
+    def project(params, key, graph, index):
+        k_view, k_act = jax.random.split(key)  # k_act: RReLU's random slopes (GCA's Amazon configs)
+        h = encoder.apply(params["encoder"], view(k_view, graph, index), train=True, rngs={"dropout": k_act})
+        return parallel.local_rows(projector.apply(params["projector"], h), axis_name)
+
     def loss(params, state, key, graph):
-        keys = jax.random.split(key, 2)
-        (z1, valid), (z2, _) = (
-            parallel.local_rows(projector.apply(params["projector"], encoder.apply(params["encoder"], view(k, graph, i), train=True)), axis_name)
-            for i, k in enumerate(keys)
-        )
+        (z1, valid), (z2, _) = (project(params, k, graph, i) for i, k in enumerate(jax.random.split(key, 2)))
         value = losses.info_nce(z1, z2, temperature=model["tau"], block_size=block_size, axis_name=axis_name, valid=valid)
         return value, (state, {})
 

@@ -1,0 +1,104 @@
+"""BGRL (Thakoor et al., ICLR 2022, "Large-Scale Representation Learning on Graphs via Bootstrapping").
+
+Two views by edge dropping and feature-column masking. The online GCN encoder (every layer
+``GCN -> batch norm -> PReLU``) and a one-hidden-layer PReLU predictor map view ``a`` to ``q_a``;
+a target encoder of the same shape, initialized independently and never trained by gradients,
+maps view ``b`` to ``y_b``. Loss: ``losses.bootstrap`` symmetrized and halved, which is the
+official ``2 - cos(q1, y2) - cos(q2, y1)``. After each optimizer step the target moves towards
+the online encoder, ``target <- m * target + (1 - m) * online`` with ``m`` rising from ``ema_base``
+to 1 on a cosine schedule (``train.cosine_decay_rate``). Optimizer (from the config): AdamW with
+linear warm-up then cosine decay of the learning rate. Embeddings: the online encoder, frozen.
+
+``params`` = online encoder + predictor (what AdamW trains); ``state`` = the online encoder's
+batch-norm statistics and the target network (its params and its own batch statistics).
+The EMA schedule runs over ``model["total_steps"]``, the run's optimizer steps, which the runner
+fills in (so ``--set epochs=N`` shortens both together).
+Defaults are the official Amazon-Photos config (github.com/nerdslab/bgrl, config/amazon-photos.cfg).
+"""
+
+from __future__ import annotations
+
+import jax
+
+from gcl_jax import augment, losses, train
+from gcl_jax.nn import MLP, GraphEncoder
+from gcl_jax.train import Method
+
+LEVEL = "node"
+
+DEFAULTS = {
+    "epochs": 10000,
+    "lr": 1e-4,
+    "weight_decay": 1e-5,
+    "decoupled_weight_decay": True,
+    "schedule": "cosine",
+    "warmup_steps": 1000,
+    "normalize_features": True,
+    "checkpoint_every": 1000,
+    "model": {
+        "encoder": [256, 128],
+        "predictor_hidden": 512,
+        "norm": "batch",
+        "activation": "prelu",
+        "drop_edge": [0.4, 0.1],
+        "drop_feature": [0.1, 0.2],
+        "ema_base": 0.99,
+    },
+    "eval": {"protocol": "random"},
+}
+
+
+def build(model: dict, sample) -> Method:
+    encoder = GraphEncoder("gcn", tuple(model["encoder"]), activation=model["activation"], norm=model["norm"])
+    predictor = MLP((model["predictor_hidden"], model["encoder"][-1]), activation="prelu")
+    total_steps = int(model["total_steps"])
+
+    def view(key, graph, index):
+        k_edge, k_feat = jax.random.split(key)
+        dropped = augment.drop_edges(k_edge, graph, model["drop_edge"][index])
+        return augment.mask_features(k_feat, dropped, model["drop_feature"][index])
+
+    def init(key, graph):
+        k_online, k_target, k_pred = jax.random.split(key, 3)
+        online = encoder.init(k_online, graph, train=False)
+        target = encoder.init(k_target, graph, train=False)  # BGRL re-initializes the target
+        h = encoder.apply(online, graph, train=False)
+        params = {"encoder": online["params"], "predictor": predictor.init(k_pred, h)}
+        state = {"batch_stats": online.get("batch_stats", {}), "target": dict(target)}
+        return params, state
+
+    def encode(variables, graph):
+        """Training-mode forward; returns the output and the updated batch statistics."""
+        if "batch_stats" not in variables or not variables["batch_stats"]:
+            return encoder.apply(variables, graph, train=True), variables.get("batch_stats", {})
+        h, updated = encoder.apply(variables, graph, train=True, mutable=["batch_stats"])
+        return h, updated["batch_stats"]
+
+    def loss(params, state, key, graph):
+        k1, k2 = jax.random.split(key)
+        g1, g2 = view(k1, graph, 0), view(k2, graph, 1)
+        # online and target both run in training mode (batch statistics of the view), as the
+        # official code; the online statistics are updated view 1 then view 2.
+        h1, stats = encode({"params": params["encoder"], "batch_stats": state["batch_stats"]}, g1)
+        h2, stats = encode({"params": params["encoder"], "batch_stats": stats}, g2)
+        target = state["target"]
+        y2, t_stats = encode({"params": target["params"], "batch_stats": target.get("batch_stats", {})}, g2)
+        y1, t_stats = encode({"params": target["params"], "batch_stats": t_stats}, g1)
+        q1, q2 = predictor.apply(params["predictor"], h1), predictor.apply(params["predictor"], h2)
+        value = 0.5 * (losses.bootstrap(q1, y2) + losses.bootstrap(q2, y1))
+        new_target = {"params": target["params"], **({"batch_stats": t_stats} if t_stats else {})}
+        return value, ({"batch_stats": stats, "target": new_target}, {})
+
+    def update_state(params, state, step):
+        decay = train.cosine_decay_rate(step, total_steps, model["ema_base"])
+        target = dict(state["target"])
+        target["params"] = train.ema_update(params["encoder"], target["params"], decay)
+        return {**state, "target": target}
+
+    def embed(params, state, graph):
+        variables = {"params": params["encoder"]}
+        if state["batch_stats"]:
+            variables["batch_stats"] = state["batch_stats"]
+        return encoder.apply(variables, graph, train=False)
+
+    return Method(jax.jit(init), loss, embed, update_state)

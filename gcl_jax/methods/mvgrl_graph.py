@@ -1,0 +1,127 @@
+"""MVGRL, graph level (Hassani & Khasahmadi 2020, "Contrastive Multi-View Representation Learning
+on Graphs", ICML; arXiv:2006.05582).
+
+Two views of every graph of a batch: the GCN-normalized adjacency ``D^-1/2 (A + I) D^-1/2`` and the
+dense personalized-PageRank diffusion ``alpha (I - (1 - alpha) D^-1/2 (A + I) D^-1/2)^-1``
+(alpha = 0.2), both made on the host by :func:`prepare_batch` (``augment.ppr`` per graph, cached by
+graph content, so each graph is diffused once per run). As in the official ``graph/train.py``
+(github.com/kavehhassani/mvgrl) each view has its own stack of ``layers`` GCN layers (512, PReLU)
+aggregating with those weights as given; a graph's view embedding is the concatenation over
+layers of the sum readout; node embeddings are the last layer's. Two projection heads shared by
+the views (3 x [Dense, PReLU] plus a linear shortcut): one for nodes, one for graphs. The loss
+is the cross-view local-global JSD, ``losses.local_global_jsd(nodes_1, graphs_2) +
+local_global_jsd(nodes_2, graphs_1)`` (the official one plus the constant ``4 log 2``).
+Embeddings: ``graphs_1 + graphs_2`` after the head (official ``embed``).
+
+The official encoder is a GCN (dense ``bmm`` with the normalized matrices), not GIN, so GCN is
+used here. Padding: padding nodes are neither anchors nor counted by readouts; the padding
+graph's projected row is zeroed, so as a negative it adds a constant ``log 2`` per node with no
+gradient, but ``local_global_jsd`` still divides the negative term by ``G - 1`` with ``G``
+counting the padding graph (a factor ``(G_real - 1)/(G - 1)`` on it; the shared loss has no
+graph mask). The loss is O(N G): no N x N term, no ``block_size``.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+
+from gcl_jax import augment, losses
+from gcl_jax import graph as G
+from gcl_jax.methods.mvgrl import WeightedGCN
+from gcl_jax.nn import MLP, readout
+from gcl_jax.train import Method
+
+LEVEL = "graph"
+
+ALPHA = 0.2  # MVGRL's teleport probability (utils.compute_ppr's default, used by graph/dataset.py)
+
+DEFAULTS = {
+    "epochs": 40,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "checkpoint_every": 100,
+    "model": {
+        "hidden": 512,
+        "layers": 4,
+        "activation": "prelu",
+    },
+    "eval": {"protocol": "svm", "kernel": "linear", "seeds": [0, 1, 2, 3, 4]},
+}
+
+
+_gcn_normalize = jax.jit(G.gcn_normalize)  # host-side, compiled once per batch budget
+
+
+def _next_power_of_two(value: int, minimum: int = 64) -> int:
+    return max(minimum, 1 << max(int(value) - 1, 0).bit_length())
+
+
+def prepare_batch(batch: G.GraphsTuple) -> tuple[G.GraphsTuple, G.GraphsTuple]:
+    """A padded batch -> ``(adjacency view, diffusion view)``, padded alike (same nodes and graphs).
+
+    The diffusion is dense per graph (every pair of a graph's nodes is an edge, as the official
+    dense matrices); its edge budget is the next power of two of the batch's count, so only a few
+    shapes ever compile.
+    """
+    batch = jax.tree_util.tree_map(np.asarray, batch)
+    n_node, n_graph = int(np.sum(batch.n_node)), int(batch.n_node.shape[0])
+    adj = jax.tree_util.tree_map(np.asarray, _gcn_normalize(batch))
+    graphs = jraph.unbatch_np(G.unpad(batch))
+    diff = G.batch([augment.ppr(g, alpha=ALPHA, eps=0.0) for g in graphs])
+    n_edge = _next_power_of_two(int(np.sum(diff.n_edge)))
+    diff = jax.tree_util.tree_map(np.asarray, G.pad(diff, n_node, n_edge, n_graph))
+    return adj, diff._replace(nodes=adj.nodes)
+
+
+class Head(nn.Module):
+    """MVGRL's projection head: three ``Dense -> PReLU`` plus a linear shortcut of the input."""
+
+    width: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        deep = MLP((self.width,) * 3, activation="prelu", activate_last=True, name="ffn")(x)
+        return deep + nn.Dense(self.width, name="shortcut")(x)
+
+
+def build(model: dict, sample) -> Method:
+    widths = (model["hidden"],) * model["layers"]
+    enc_adj = WeightedGCN(widths, model["activation"])
+    enc_diff = WeightedGCN(widths, model["activation"])
+    node_head, graph_head = Head(model["hidden"]), Head(model["hidden"])
+
+    def encode(params, enc, name, view):
+        outs = enc.apply(params[name], view)
+        graphs = jnp.concatenate([readout(view, h, "sum", padded=True) for h in outs], axis=-1)
+        graphs = graph_head.apply(params["graph_head"], graphs) * G.graph_mask(view)[:, None]
+        return node_head.apply(params["node_head"], outs[-1]), graphs
+
+    def init(key, views):
+        adj, diff = views
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        p_adj, p_diff = enc_adj.init(k1, adj), enc_diff.init(k2, diff)
+        outs = enc_adj.apply(p_adj, adj)
+        graphs = jnp.concatenate([readout(adj, h, "sum") for h in outs], axis=-1)
+        params = {"enc_adj": p_adj, "enc_diff": p_diff,
+                  "node_head": node_head.init(k3, outs[-1]), "graph_head": graph_head.init(k4, graphs)}
+        return params, {}
+
+    def loss(params, state, key, views):
+        adj, diff = views
+        local1, global1 = encode(params, enc_adj, "enc_adj", adj)
+        local2, global2 = encode(params, enc_diff, "enc_diff", diff)
+        ids, valid = G.node_graph_ids(adj), G.node_mask(adj)
+        value = (losses.local_global_jsd(local1, global2, ids, valid=valid)
+                 + losses.local_global_jsd(local2, global1, ids, valid=valid))
+        return value, (state, {})
+
+    def embed(params, state, views):
+        adj, diff = views
+        return encode(params, enc_adj, "enc_adj", adj)[1] + encode(params, enc_diff, "enc_diff", diff)[1]
+
+    return Method(init, loss, embed)
