@@ -19,7 +19,6 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
@@ -114,7 +113,7 @@ def cosine_decay_rate(step, total_steps: int, base: float) -> jax.Array:
 def init_state(method: Method, optimizer: optax.GradientTransformation, seed: int, sample: Batch) -> TrainState:
     """Initial run state from a seed and one sample batch (for shapes)."""
     init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
-    params, state = method.init(init_key, sample)
+    params, state = jax.jit(method.init)(init_key, sample)  # eager flax init is slow on CPU
     return TrainState(jnp.zeros((), jnp.int32), params, state, optimizer.init(params), run_key)
 
 

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import jraph
 import networkx as nx
 import numpy as np
 import pytest
@@ -231,7 +232,7 @@ def test_padded_batches_cover_every_graph_with_one_shape():
     n_node, n_edge, n_graph = G.budget(graphs, graphs_per_batch=4, multiple=8)
     batches = list(G.padded_batches(graphs, n_node, n_edge, n_graph))
     assert {(b.nodes.shape, b.senders.shape, b.n_node.shape) for b in batches} == {((n_node, 3), (n_edge,), (n_graph,))}
-    recovered = [g for b in batches for g in __import__("jraph").unbatch_np(G.unpad(b))]
+    recovered = [g for b in batches for g in jraph.unbatch_np(G.unpad(b))]
     assert len(recovered) == len(graphs)
     for original, again in zip(graphs, recovered):
         np.testing.assert_array_equal(again.nodes, original.nodes)

@@ -5,27 +5,22 @@ import numpy as np
 import pytest
 
 from gcl_jax import config as config_lib
-from gcl_jax import data, runner, train
-from gcl_jax import graph as G
+from gcl_jax import runner, train
 from gcl_jax.methods import bgrl
+from helpers import cora_graph, train_steps
 
 STEPS = 25
 
 
 @pytest.fixture(scope="module")
 def setup():
-    ds = data.load("cora")
-    graph = G.normalize_features(jax.device_put(ds.graph._replace(nodes=np.asarray(ds.graph.nodes, np.float32))))
+    graph = cora_graph()
     model = config_lib.merge(bgrl.DEFAULTS["model"], {"encoder": [32, 16], "predictor_hidden": 32, "total_steps": STEPS})
     method = bgrl.build(model, graph)
     optimizer, _ = train.make_optimizer(1e-3, STEPS, weight_decay=1e-5, decoupled=True, warmup_steps=3, schedule="cosine")
     step = jax.jit(train.make_step(method, optimizer))
-    ts0 = train.init_state(method, optimizer, 0, graph)
-    ts, history = ts0, []
-    for _ in range(STEPS):
-        ts, loss, _ = step(ts, graph)
-        history.append(float(loss))
-    return graph, model, method, optimizer, step, ts0, ts, np.array(history)
+    ts0, ts, history = train_steps(method, optimizer, graph, STEPS)
+    return graph, model, method, optimizer, step, ts0, ts, history
 
 
 def test_loss_finite_and_decreases(setup):

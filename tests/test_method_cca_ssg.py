@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from gcl_jax import config as config_lib
-from gcl_jax import data, losses, runner, train
-from gcl_jax import graph as G
+from gcl_jax import losses, runner, train
 from gcl_jax.methods import cca_ssg
 from gcl_jax.nn import GraphEncoder
+from helpers import cora_graph, train_steps
 
 STEPS = 25
 WIDTH = 32
@@ -27,18 +27,12 @@ def reference_objective(h1, h2, lambd):
 
 @pytest.fixture(scope="module")
 def setup():
-    ds = data.load("cora")
-    graph = G.normalize_features(jax.device_put(ds.graph._replace(nodes=np.asarray(ds.graph.nodes, np.float32))))
+    graph = cora_graph()
     model = config_lib.merge(cca_ssg.DEFAULTS["model"], {"hidden": WIDTH, "out": WIDTH})
     method = cca_ssg.build(model, graph)
     optimizer, _ = train.make_optimizer(5e-3, STEPS)
-    step = jax.jit(train.make_step(method, optimizer))
-    ts = train.init_state(method, optimizer, 0, graph)
-    history = []
-    for _ in range(STEPS):
-        ts, loss, _ = step(ts, graph)
-        history.append(float(loss))
-    return graph, model, method, ts, np.array(history)
+    _, ts, history = train_steps(method, optimizer, graph, STEPS)
+    return graph, model, method, ts, history
 
 
 def test_loss_finite_and_decreases(setup):

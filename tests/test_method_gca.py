@@ -8,6 +8,7 @@ from gcl_jax import config as config_lib
 from gcl_jax import data, runner, train
 from gcl_jax import graph as G
 from gcl_jax.methods import gca
+from helpers import train_steps
 
 STEPS = 25
 NODES = 1000  # the dense N x N loss dominates a step: a real subgraph of Cora keeps the file fast
@@ -28,12 +29,8 @@ def setup():
     method = gca.build(model, graph)
     optimizer, _ = train.make_optimizer(0.01, STEPS, weight_decay=1e-5)
     step = jax.jit(train.make_step(method, optimizer))
-    ts = train.init_state(method, optimizer, 0, graph)
-    history = []
-    for _ in range(STEPS):
-        ts, loss, _ = step(ts, graph)
-        history.append(float(loss))
-    return raw, graph, model, method, ts, step, np.array(history)
+    _, ts, history = train_steps(method, optimizer, graph, STEPS)
+    return raw, graph, model, method, ts, step, history
 
 
 def test_loss_finite_and_decreases(setup):

@@ -3,7 +3,6 @@ blockwise NT-Xent equals the dense one, padding never changes the loss, and the 
 what GraphCL's aug.py describes (checked by hand on the produced views)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -11,6 +10,7 @@ from gcl_jax import data, train
 from gcl_jax import graph as G
 from gcl_jax.config import merge
 from gcl_jax.methods import graphcl
+from helpers import train_steps
 
 STEPS = 20
 MODEL = merge(graphcl.DEFAULTS["model"], {"hidden": 16, "layers": 2})
@@ -22,14 +22,8 @@ def run():
     batch = G.pad(G.batch(ds.graphs), *G.budget(ds.graphs, len(ds.graphs)))
     method = graphcl.build(MODEL, batch)
     optimizer, _ = train.make_optimizer(0.01, STEPS)
-    params, state = jax.jit(method.init)(jax.random.PRNGKey(0), batch)
-    ts0 = train.TrainState(jnp.zeros((), jnp.int32), params, state, optimizer.init(params), jax.random.PRNGKey(1))
-    step = jax.jit(train.make_step(method, optimizer))
-    ts, losses = ts0, []
-    for _ in range(STEPS):
-        ts, loss, _ = step(ts, batch)
-        losses.append(float(loss))
-    return ds, batch, method, ts0, ts, np.array(losses)
+    ts0, ts, losses = train_steps(method, optimizer, batch, STEPS)
+    return ds, batch, method, ts0, ts, losses
 
 
 def test_loss_finite_and_decreasing(run):

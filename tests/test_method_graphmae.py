@@ -11,20 +11,14 @@ from gcl_jax import data, train
 from gcl_jax import graph as G
 from gcl_jax.config import merge
 from gcl_jax.methods import graphmae, graphmae_graph
+from helpers import train_steps
 
 STEPS = 20
 
 
 def _train(method, lr, batch):
-    optimizer, _ = train.make_optimizer(lr, STEPS)
-    params, state = jax.jit(method.init)(jax.random.PRNGKey(0), batch)  # jitted: eager init is slow on CPU
-    ts = train.TrainState(jnp.zeros((), jnp.int32), params, state, optimizer.init(params), jax.random.PRNGKey(1))
-    step = jax.jit(train.make_step(method, optimizer))
-    losses = []
-    for _ in range(STEPS):
-        ts, loss, _ = step(ts, batch)
-        losses.append(float(loss))
-    return ts, np.array(losses)
+    _, ts, losses = train_steps(method, train.make_optimizer(lr, STEPS)[0], batch, STEPS)
+    return ts, losses
 
 
 def _sce(x, recon, mask, alpha):

@@ -2,9 +2,7 @@
 equals the official JSD local-global objective computed by hand (up to its constant 2 log 2), and
 padding nodes never change it."""
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -13,6 +11,7 @@ from gcl_jax import graph as G
 from gcl_jax.config import merge
 from gcl_jax.methods import graphcl, infograph
 from gcl_jax.nn import readout
+from helpers import train_steps
 
 STEPS = 20
 MODEL = merge(infograph.DEFAULTS["model"], {"hidden": 16, "layers": 3})
@@ -24,14 +23,8 @@ def run():
     batch = G.pad(G.batch(ds.graphs), *G.budget(ds.graphs, len(ds.graphs)))
     method = infograph.build(MODEL, batch)
     optimizer, _ = train.make_optimizer(0.001, STEPS)
-    params, state = jax.jit(method.init)(jax.random.PRNGKey(0), batch)
-    ts = train.TrainState(jnp.zeros((), jnp.int32), params, state, optimizer.init(params), jax.random.PRNGKey(1))
-    step = jax.jit(train.make_step(method, optimizer))
-    losses = []
-    for _ in range(STEPS):
-        ts, loss, _ = step(ts, batch)
-        losses.append(float(loss))
-    return ds, batch, method, ts, np.array(losses)
+    _, ts, losses = train_steps(method, optimizer, batch, STEPS)
+    return ds, batch, method, ts, losses
 
 
 def test_loss_finite_and_decreasing(run):

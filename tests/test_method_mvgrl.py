@@ -7,7 +7,6 @@ N x N term, so there is no blockwise mode to compare against.
 
 import jax
 import jax.numpy as jnp
-import jraph
 import numpy as np
 import pytest
 

@@ -1,6 +1,5 @@
 """Every notebook executes top to bottom (with a small training budget), so none can rot."""
 
-import os
 from pathlib import Path
 
 import nbformat

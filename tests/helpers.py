@@ -1,0 +1,22 @@
+"""Shared test helpers: the embedded Cora as a training graph and a short in-memory training loop."""
+
+import jax
+import numpy as np
+
+from gcl_jax import data, runner, train
+
+
+def cora_graph():
+    """Embedded Cora on the device, features row-normalized (as the runner prepares it)."""
+    return runner.node_graph(data.load("cora"), {"normalize_features": True})
+
+
+def train_steps(method, optimizer, batch, steps: int, seed: int = 0):
+    """``steps`` jitted train steps on one batch; returns (initial state, final state, losses)."""
+    step = jax.jit(train.make_step(method, optimizer))
+    ts0 = ts = train.init_state(method, optimizer, seed, batch)
+    history = []
+    for _ in range(steps):
+        ts, loss, _ = step(ts, batch)
+        history.append(float(loss))
+    return ts0, ts, np.array(history)
