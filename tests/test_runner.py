@@ -56,3 +56,9 @@ def test_train_user_errors(args, message, capsys):
 def test_devices_refused_for_methods_that_do_not_shard(tmp_path, capsys):
     assert cli.main(["train", "infograph", "mutag", "--devices", "2", "--out", str(tmp_path), "--quiet"]) == 2
     assert "does not shard its loss" in capsys.readouterr().err
+
+
+def test_grace_trains_on_eight_devices_through_the_runner(tmp_path):
+    record = runner.run("grace", "cora", overrides=["epochs=2", "model.hidden=16", "model.proj_hidden=16"],
+                        out=tmp_path, devices=8, progress=False, plot=False)
+    assert record["devices"] == 8 and 0.0 < record["test_mean"] <= 1.0
