@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from gcl_jax import config as config_lib
-from gcl_jax import data, eval as evaluation, graph as G, methods, parallel, plots, train
+from gcl_jax import data, eval as evaluation, graph as G, methods, parallel, partition, plots, train
 
 
 def resolve_config(method: str, dataset: str, config_file: str | None, overrides: Sequence[str]) -> dict[str, Any]:
@@ -37,6 +37,21 @@ def node_graph(dataset, cfg: dict) -> G.GraphsTuple:
 
 def _identity(batch):
     return batch
+
+
+def node_batches(module, dataset, cfg: dict, devices: int, seed: int):
+    """``(batch_fn, steps)`` for node-level training: the whole graph every step, or cluster
+    mini-batches (:mod:`gcl_jax.partition`, one part per device per step) when the config's
+    ``[partition]`` table sets ``parts`` > 0 (and optionally ``halo``)."""
+    graph = node_graph(dataset, cfg)
+    options = cfg.get("partition", {})
+    if not options.get("parts", 0):
+        batch = getattr(module, "prepare_batch", _identity)(graph)
+        return (lambda step: batch), int(cfg["epochs"])
+    if not getattr(module, "PARTITIONED", False):
+        raise ValueError(f"partition: {cfg['method']} does not train on cluster mini-batches; remove the [partition] table")
+    batch_fn = partition.ClusterBatches(jax.device_get(graph), int(options["parts"]), devices, int(options.get("halo", 0)), seed)
+    return batch_fn, int(cfg["epochs"]) * batch_fn.steps_per_epoch
 
 
 def graph_batches(dataset, order: np.ndarray, batch_size: int, budget: tuple[int, int, int], prepare=_identity) -> list:
@@ -69,6 +84,8 @@ class EpochBatches:
 def embed_all(method_fns: train.Method, final: train.TrainState, dataset, batch_fn) -> np.ndarray:
     """Frozen embeddings for evaluation: nodes of the graph, or one row per graph in dataset order."""
     embed = jax.jit(method_fns.embed)
+    if isinstance(batch_fn, partition.ClusterBatches):
+        return np.asarray(embed(final.params, final.state, batch_fn.graph))
     if not isinstance(batch_fn, EpochBatches):
         return np.asarray(embed(final.params, final.state, batch_fn(0)))
     size, order = batch_fn.batch_size, np.arange(len(dataset.graphs))
@@ -127,12 +144,10 @@ def run(
     (out / "config.toml").write_text(config_lib.to_toml(cfg))
 
     ds = data.load(dataset, root=root)
-    prepare = getattr(module, "prepare_batch", _identity)
     if module.LEVEL == "node":
-        batch = prepare(node_graph(ds, cfg))
-        batch_fn, steps = (lambda step: batch), int(cfg["epochs"])
+        batch_fn, steps = node_batches(module, ds, cfg, devices, seed)
     else:
-        batch_fn = EpochBatches(ds, int(cfg["batch_size"]), seed, prepare)
+        batch_fn = EpochBatches(ds, int(cfg["batch_size"]), seed, getattr(module, "prepare_batch", _identity))
         steps = int(cfg["epochs"]) * batch_fn.steps_per_epoch
     sample = batch_fn(0)
     optimizer, lr = train.make_optimizer(
@@ -150,6 +165,7 @@ def run(
     final = train.fit(
         method_fns, optimizer, batch_fn, steps, seed=seed, out_dir=out, resume=resume,
         checkpoint_every=cfg.get("checkpoint_every", 50), learning_rate=lr, progress=progress, mesh=mesh,
+        batch_spec=jax.sharding.PartitionSpec(parallel.DATA_AXIS) if isinstance(batch_fn, partition.ClusterBatches) else None,
     )
     train_seconds = time.perf_counter() - started
     embeddings = embed_all(module.build({**cfg["model"], "total_steps": steps}, sample), final, ds, batch_fn)

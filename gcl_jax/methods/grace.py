@@ -16,6 +16,7 @@ from gcl_jax.train import Method
 
 LEVEL = "node"
 SHARDED = True  # reads model["axis_name"]: rows and negatives split across devices
+PARTITIONED = True  # accepts cluster mini-batches: see DEFAULTS["partition"]
 
 DEFAULTS = {
     "epochs": 200,
@@ -34,6 +35,7 @@ DEFAULTS = {
         "block_size": 0,
     },
     "eval": {"protocol": "planetoid"},
+    "partition": {"parts": 0, "halo": 0},  # parts > 0: cluster mini-batches (gcl_jax.partition)
 }
 
 
@@ -60,19 +62,21 @@ def build_with_drop_rates(model: dict, edge_p, feature_p) -> Method:
         dropped = augment.drop_edges(k_edge, graph, edge_p[index])
         return augment.mask_features(k_feat, dropped, feature_p[index])
 
-    def init(key, graph):
+    def init(key, batch):
+        graph, _ = parallel.local_graph(batch)
         k_enc, k_proj = jax.random.split(key)
         enc_vars = encoder.init(k_enc, graph, train=False)
         h = encoder.apply(enc_vars, graph, train=False)
         return {"encoder": enc_vars, "projector": projector.init(k_proj, h)}, {}
 
-    def project(params, key, graph, index):
+    def project(params, key, batch, index):
+        graph, owned = parallel.local_graph(batch)
         k_view, k_act = jax.random.split(key)  # k_act: RReLU's random slopes (GCA's Amazon configs)
         h = encoder.apply(params["encoder"], view(k_view, graph, index), train=True, rngs={"dropout": k_act})
-        return parallel.local_rows(projector.apply(params["projector"], h), axis_name)
+        return parallel.owned_rows(projector.apply(params["projector"], h), owned, axis_name)
 
-    def loss(params, state, key, graph):
-        (z1, valid), (z2, _) = (project(params, k, graph, i) for i, k in enumerate(jax.random.split(key, 2)))
+    def loss(params, state, key, batch):
+        (z1, valid), (z2, _) = (project(params, k, batch, i) for i, k in enumerate(jax.random.split(key, 2)))
         value = losses.info_nce(z1, z2, temperature=model["tau"], block_size=block_size, axis_name=axis_name, valid=valid)
         return value, (state, {})
 
