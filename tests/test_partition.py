@@ -5,13 +5,13 @@ import numpy as np
 import optax
 import pytest
 import scipy.sparse as sp
+from helpers import cora_graph
 from scipy.sparse.csgraph import shortest_path
 
 from gcl_jax import graph as G
 from gcl_jax import parallel, partition, runner, train
 from gcl_jax.methods import grace
 from gcl_jax.nn import GraphEncoder
-from helpers import cora_graph
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_owned_outputs_equal_full_graph_outputs_with_layers_plus_one_halo(cora):
     batches = partition.ClusterBatches(graph, num_parts=4, halo=3)
     apply = jax.jit(lambda g: encoder.apply(params, g, train=False))
     for part, nodes in enumerate(batches.nodes):
-        sub = jax.tree_util.tree_map(lambda leaf: leaf[part], batches.parts)
+        sub = jax.tree_util.tree_map(lambda leaf, i=part: leaf[i], batches.parts)
         owned = batches.owned[part]
         np.testing.assert_allclose(np.asarray(apply(sub))[owned], full[nodes[: owned.sum()]], rtol=1e-4, atol=1e-5)
     # with no halo the boundary nodes lose neighbours: the outputs differ somewhere
@@ -85,7 +85,7 @@ def test_cluster_batches_visit_every_part_once_per_epoch(cora):
 
 def union_of_parts(batch: parallel.Partitioned) -> parallel.Partitioned:
     """The same parts as one disjoint-union graph on one device (the reference for the ring)."""
-    parts = [jax.tree_util.tree_map(lambda leaf: leaf[d], batch.graph) for d in range(batch.owned.shape[0])]
+    parts = [jax.tree_util.tree_map(lambda leaf, i=d: leaf[i], batch.graph) for d in range(batch.owned.shape[0])]
     union = G.batch(parts)
     return parallel.Partitioned(jax.tree_util.tree_map(lambda leaf: leaf[None], union), batch.owned.reshape(1, -1))
 
