@@ -9,7 +9,8 @@ from helpers import cora_graph
 from scipy.sparse.csgraph import shortest_path
 
 from gcl_jax import graph as G
-from gcl_jax import parallel, partition, runner, train
+from gcl_jax import data, parallel, partition, runner, train
+from gcl_jax.data import synthetic
 from gcl_jax.methods import grace
 from gcl_jax.nn import GraphEncoder
 
@@ -29,7 +30,7 @@ def test_parts_cover_every_node_once(cora):
         partition.partition_nodes(adjacency, 3000)
 
 
-def test_bandwidth_ordering_keeps_more_edges_inside_parts_than_a_random_cut(cora):
+def test_community_parts_keep_more_edges_inside_than_a_random_cut(cora):
     _, adjacency = cora
     coo = adjacency.tocoo()
 
@@ -129,3 +130,23 @@ def test_unweighted_graph_gets_unit_weights():
     graph = G.from_edge_index(np.array([[0, 1, 1, 2], [1, 0, 2, 1]]), node_features=np.eye(3, dtype=np.float32))
     adjacency = partition.weighted_adjacency(graph)
     assert isinstance(adjacency, sp.csr_matrix) and adjacency.sum() == 4 and adjacency[1, 0] == 1
+
+
+def test_label_propagation_recovers_planted_communities():
+    dataset = synthetic.planted_communities(2000, community_size=100, avg_degree=20, p_in=0.95, seed=1)
+    labels = partition.label_propagation(partition.weighted_adjacency(dataset.graph))
+    # the generator shuffles ids; a community is 100 nodes sharing a class, so pairs of nodes with
+    # the same propagated label should nearly always share a class
+    same_label = labels[:, None] == labels[None, :]
+    same_class = dataset.labels[:, None] == dataset.labels[None, :]
+    assert same_class[same_label].mean() > 0.9
+    assert 5 <= len(np.unique(labels)) <= 200
+
+
+def test_synthetic_names_and_counts():
+    dataset = data.load("synthetic-3k")
+    assert dataset.info()["num_nodes"] == 3000 and dataset.num_classes == 10
+    G.validate(dataset.graph)
+    assert 10 * 3000 * 0.8 < int(np.sum(dataset.graph.n_edge)) <= 10 * 3000  # avg_degree 10, symmetrized
+    with pytest.raises(ValueError, match="synthetic-N"):
+        data.load("synthetic-lots")

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from gcl_jax.data import hetero, planetoid, rec, shchur, tu
+from gcl_jax.data import hetero, planetoid, rec, shchur, synthetic, tu
 from gcl_jax.data.checksums import SHA256
 from gcl_jax.data.download import RemoteFile, fetch, fetch_zip_folder, user_cache_dir
 from gcl_jax.data.safeio import DatasetError
@@ -243,7 +243,8 @@ def _folder_for(entry: Entry, root, download: bool, mirror) -> tuple[Path, bool]
 
 
 def load(name: str, root=None, *, download: bool = True, mirror: str | None = None):
-    """Load dataset ``name`` (e.g. ``"cora"``, ``"imdb-binary"``, ``"acm"``, ``"lastfm"``).
+    """Load dataset ``name`` (e.g. ``"cora"``, ``"imdb-binary"``, ``"acm"``, ``"lastfm"``, or a
+    generated ``"synthetic-200k"``: see :mod:`gcl_jax.data.synthetic`).
 
     Returns a :class:`NodeDataset`, :class:`GraphDataset`, :class:`HeteroDataset` or
     :class:`RecDataset`. ``root`` is a data root holding one folder per dataset; ``mirror`` is a base
@@ -252,6 +253,8 @@ def load(name: str, root=None, *, download: bool = True, mirror: str | None = No
     back to another copy). Raises ``ValueError`` for an unknown name and :class:`DatasetError` (a ``ValueError``) naming the
     file for anything missing, truncated or malformed.
     """
+    if name.strip().lower().startswith("synthetic-"):
+        return synthetic.load(name)
     if root is not None and not Path(root).is_dir():
         raise DatasetError(f"data root {root} does not exist or is not a directory")
     entry = lookup(name, root)
