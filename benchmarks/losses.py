@@ -1,6 +1,6 @@
 """Memory and speed of the InfoNCE (GRACE form: both views, intra-view negatives).
 
-Three tables:
+Four tables:
 
 1. memory: compiled ``memory_analysis()`` temp bytes of ``value_and_grad(info_nce)``,
    blockwise vs dense (compile only, nothing is allocated);
@@ -21,6 +21,10 @@ Dense autodiff (the 2N x 2N logits kept): 4 forward + 8 backward = 12.
 
     python benchmarks/losses.py                       # small sizes for a laptop CPU
     python benchmarks/losses.py --mem-sizes 8192,32768,131072 --speed-n 16384
+    python benchmarks/losses.py --skip memory,speed,sharded     # the scaling table only
+
+4. scaling: temp bytes of dense / blockwise / 8-device ring as N grows to 1M (compiled only) and
+   measured fwd+bwd seconds up to ``--scaling-time-max``: time grows as N^2, memory as N*d.
 """
 from __future__ import annotations
 
@@ -46,7 +50,9 @@ def _parse():
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--devices", type=int, default=8)
     p.add_argument("--sharded-n", type=int, default=32768)
-    p.add_argument("--skip", default="", help="comma list of: memory,speed,sharded")
+    p.add_argument("--scaling-sizes", default="8192,16384,32768,131072,1048576")
+    p.add_argument("--scaling-time-max", type=int, default=16384, help="largest N whose fwd+bwd is timed in the scaling table")
+    p.add_argument("--skip", default="", help="comma list of: memory,speed,sharded,scaling")
     p.add_argument("--_sharded-worker", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -140,7 +146,8 @@ def speed(args):
 
 
 def sharded_worker(args):
-    """Runs with P simulated devices: prints per-device temp bytes as JSON."""
+    """Runs with P simulated devices: prints per-device temp bytes (and step seconds where asked)
+    for every N in ``--scaling-sizes`` as JSON. Collectives: ring, plus all-gather at ``--sharded-n``."""
     from functools import partial
 
     import jax
@@ -149,24 +156,33 @@ def sharded_worker(args):
     from gcl_jax import losses
 
     mesh = jax.make_mesh((args.devices,), ("d",), axis_types=(jax.sharding.AxisType.Auto,))
-    n, d = args.sharded_n, args.d
-    out = {"single": _temp_bytes(_grad_fn(args.block), n, d, args.dtype)}
-    for coll in ("ring", "all_gather"):
-        loss = partial(losses.info_nce, temperature=0.5, block_size=args.block,
-                       axis_name="d", collective=coll)
-        f = jax.shard_map(loss, mesh=mesh, in_specs=(P("d"), P("d")), out_specs=P())
-        out[coll] = _temp_bytes(jax.value_and_grad(f, argnums=(0, 1)), n, d, args.dtype)
+    out = {}
+    for n in [int(x) for x in args.scaling_sizes.split(",")]:
+        out[n] = {"single": _temp_bytes(_grad_fn(args.block), n, args.d, args.dtype)}
+        for coll in ("ring", "all_gather") if n == args.sharded_n else ("ring",):
+            loss = partial(losses.info_nce, temperature=0.5, block_size=args.block, axis_name="d", collective=coll)
+            f = jax.value_and_grad(jax.shard_map(loss, mesh=mesh, in_specs=(P("d"), P("d")), out_specs=P()), argnums=(0, 1))
+            out[n][coll] = _temp_bytes(f, n, args.d, args.dtype)
+            if coll == "ring" and n <= args.scaling_time_max:
+                z = jax.random.normal(jax.random.key(0), (n, args.d), args.dtype)
+                out[n]["ring_seconds"] = _time(jax.jit(f), z, z, repeats=1)
     print(json.dumps(out))
 
 
-def sharded(args):
+def _sharded_results(args, sizes: str) -> dict:
+    """Per-size results of :func:`sharded_worker`, run in a subprocess with P simulated devices."""
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={args.devices}",
                JAX_PLATFORMS="cpu")
     cmd = [sys.executable, __file__, "--_sharded-worker", "--d", str(args.d), "--block",
            str(args.block), "--dtype", args.dtype, "--devices", str(args.devices),
-           "--sharded-n", str(args.sharded_n)]
-    res = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True,
-                                    text=True).stdout.strip().splitlines()[-1])
+           "--sharded-n", str(args.sharded_n), "--scaling-sizes", sizes,
+           "--scaling-time-max", str(args.scaling_time_max)]
+    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return {int(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
+def sharded(args):
+    res = _sharded_results(args, str(args.sharded_n))[args.sharded_n]
     p, single = args.devices, res["single"]
     rows = [["1 device, blockwise", _mib(single), "1.00", "1.00"]]
     for coll in ("ring", "all_gather"):
@@ -175,6 +191,31 @@ def sharded(args):
     _table(f"sharded: per-device temp bytes, value_and_grad, N={args.sharded_n}, d={args.d}, "
            f"block={args.block}, {args.dtype}",
            ["program", "temp", "ratio to 1 device", "ideal 1/P"], rows)
+
+
+def scaling(args):
+    """Memory (compiled) and measured fwd+bwd time as N grows: dense, blockwise, sharded ring."""
+    import jax
+
+    sizes = [int(x) for x in args.scaling_sizes.split(",")]
+    ring = _sharded_results(args, args.scaling_sizes)
+    rows, previous = [], None
+    for n in sizes:
+        blk = _temp_bytes(_grad_fn(args.block), n, args.d, args.dtype)
+        dense = _mib(_temp_bytes(_grad_fn(None), n, args.d, args.dtype)) if n <= args.dense_mem_max else "–"
+        seconds = "–"
+        if n <= args.scaling_time_max:
+            z = jax.random.normal(jax.random.key(0), (n, args.d), args.dtype)
+            t = _time(jax.jit(_grad_fn(args.block)), z, z, repeats=1)
+            seconds = f"{t:,.2f}" + (f" (x{t / previous[1]:.1f} for x{n / previous[0]:g} N)" if previous else "")
+            previous = (n, t)
+        ring_t = ring[n].get("ring_seconds")
+        rows.append([n, dense, _mib(blk), f"{blk / (n * args.d * 4):.2f}", _mib(ring[n]["ring"]), seconds,
+                     "–" if ring_t is None else f"{ring_t:,.2f}"])
+    _table(f"scaling: InfoNCE (GRACE) value_and_grad, d={args.d}, block={args.block}, {args.dtype}; "
+           f"sharded = {args.devices} simulated CPU devices sharing this CPU's cores",
+           ["N", "dense temp", "blockwise temp", "blockwise / (N*d*4B)", "ring temp per device",
+            "blockwise s", "ring s"], rows)
 
 
 def main():
@@ -188,6 +229,8 @@ def main():
         speed(args)
     if "sharded" not in skip:
         sharded(args)
+    if "scaling" not in skip:
+        scaling(args)
 
 
 if __name__ == "__main__":

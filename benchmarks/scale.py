@@ -1,0 +1,174 @@
+"""GRACE past the N x N matrix: full-graph blockwise training and sharded cluster steps; prints tables.
+
+1. ``full``: GRACE (encoder + projection + InfoNCE with all 2N-1 negatives per anchor, forward and
+   backward, Adam update) on whole graphs with the blockwise loss. Reports the compiled step's
+   memory (``memory_analysis()``: arguments + temporaries), the same for the dense loss (compiled
+   only: it would not fit), the process's peak resident memory, and measured seconds per epoch
+   (one epoch = one full-graph step).
+2. ``sharded``: one GRACE step on ``synthetic-1m`` split into one cluster part per simulated CPU
+   device (:mod:`gcl_jax.partition`), the loss's negatives travelling around the ring, so every
+   anchor still sees all 2N-1 others. Reports per-device memory from the compiled SPMD program and,
+   for the sizes given to ``--sharded-time-sizes``, measured step time (the 1M step itself
+   performs ~(2N)^2 d multiply-adds several times over, hours on a 2-core CPU: time it with
+   ``--sharded-time-sizes 1m`` on a machine with the patience or accelerators).
+
+    python benchmarks/scale.py                                    # both sections, defaults
+    python benchmarks/scale.py --skip sharded --full-datasets amazon-computers --steps 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def _parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--full-datasets", default="amazon-computers,synthetic-200k")
+    p.add_argument("--steps", type=int, default=2, help="timed full-graph epochs per dataset (after compilation)")
+    p.add_argument("--block", type=int, default=1024)
+    p.add_argument("--devices", type=int, default=8)
+    p.add_argument("--sharded-dataset", default="synthetic-1m")
+    p.add_argument("--sharded-time-sizes", default="32k,128k", help="synthetic sizes whose sharded step is also timed")
+    p.add_argument("--skip", default="", help="comma list of: full,sharded")
+    p.add_argument("--_worker", default="", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _gib(b):
+    return f"{b / 2**30:,.2f} GiB"
+
+
+def _table(title, header, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    print(f"\n{title}\n" + " | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+
+
+def grace_step(dataset: str, block: int | None, devices: int, parts: int = 0):
+    """(jitted step, train state, batch, num nodes) for GRACE with its config for ``dataset``."""
+    import jax
+
+    from gcl_jax import data, parallel, runner, train
+    from gcl_jax.methods import grace
+
+    overrides = [f"model.block_size={block or 0}", f"partition.parts={parts}"]
+    cfg = runner.resolve_config("grace", dataset, None, overrides)
+    ds = data.load(dataset)
+    batch_fn, steps = runner.node_batches(grace, ds, cfg, devices, seed=0)
+    batch = batch_fn(0)
+    model, mesh, spec = dict(cfg["model"]), None, None
+    if devices > 1:
+        mesh, model["axis_name"] = parallel.make_mesh(devices), parallel.DATA_AXIS
+        spec = jax.sharding.PartitionSpec(parallel.DATA_AXIS)
+    method = grace.build(model, batch)
+    optimizer, _ = train.make_optimizer(cfg["lr"], steps, weight_decay=cfg.get("weight_decay", 0.0))
+    state = train.init_state(method, optimizer, 0, batch)
+    return jax.jit(train.make_step(method, optimizer, mesh, spec)), state, batch, ds.info()["num_nodes"]
+
+
+def compile_step(step, state, batch):
+    """The compiled step and its per-device bytes: arguments, temporaries and their sum."""
+    compiled = step.lower(state, batch).compile()
+    analysis = compiled.memory_analysis()
+    return compiled, {"arguments": analysis.argument_size_in_bytes, "temp": analysis.temp_size_in_bytes,
+                      "total": analysis.argument_size_in_bytes + analysis.temp_size_in_bytes}
+
+
+def timed_steps(step, state, batch, count: int) -> list[float]:
+    """Seconds of each of ``count`` steps of an already compiled ``step``."""
+    import jax
+
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        state, loss, _ = step(state, batch)
+        jax.block_until_ready(loss)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def full_worker(dataset: str, block: int, steps: int) -> dict:
+    """One dataset, in its own process so peak RSS is this run's alone."""
+    step, state, batch, n = grace_step(dataset, block, devices=1)
+    compiled, blockwise = compile_step(step, state, batch)
+    times = timed_steps(compiled, state, batch, steps)
+    dense_step, *_ = grace_step(dataset, None, devices=1)
+    _, dense = compile_step(dense_step, state, batch)
+    return {"dataset": dataset, "nodes": n, "blockwise": blockwise, "dense": dense,
+            "seconds": times, "peak_rss": peak_rss()}
+
+
+def sharded_worker(dataset: str, block: int, devices: int, execute: bool) -> dict:
+    step, state, batch, n = grace_step(dataset, block, devices, parts=devices)
+    compiled, memory = compile_step(step, state, batch)
+    record = {"dataset": dataset, "nodes": n, "part_rows": int(batch.owned.shape[1]), "memory": memory}
+    if execute:
+        record["seconds"] = timed_steps(compiled, state, batch, 1)
+    record["peak_rss"] = peak_rss()
+    return record
+
+
+def _spawn(args, worker: str, devices: int = 1) -> dict:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    cmd = [sys.executable, __file__, "--_worker", worker, "--block", str(args.block), "--steps", str(args.steps),
+           "--devices", str(devices)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"worker {worker} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def full(args):
+    rows = []
+    for dataset in filter(None, args.full_datasets.split(",")):
+        r = _spawn(args, f"full:{dataset}")
+        per_epoch = sorted(r["seconds"])[len(r["seconds"]) // 2]
+        rows.append([dataset, f"{r['nodes']:,}", _gib(r["blockwise"]["total"]), _gib(r["dense"]["total"]),
+                     _gib(r["peak_rss"]), f"{per_epoch:,.1f}", len(r["seconds"])])
+    _table(f"GRACE full-graph training, blockwise InfoNCE (block {args.block}), 1 CPU device ({os.cpu_count()} cores)",
+           ["dataset", "nodes", "step memory (compiled)", "dense loss would need", "process peak RSS",
+            "s / epoch (median)", "epochs timed"], rows)
+
+
+def sharded(args):
+    rows = []
+    sizes = [(args.sharded_dataset, False)] + [(f"synthetic-{s}", True) for s in filter(None, args.sharded_time_sizes.split(","))]
+    for dataset, execute in sizes:
+        r = _spawn(args, f"sharded:{dataset}:{int(execute)}", devices=args.devices)
+        m = r["memory"]
+        seconds = f"{r['seconds'][0]:,.1f}" if "seconds" in r else "not run (compile only)"
+        rows.append([dataset, f"{r['nodes']:,}", f"{r['part_rows']:,}", _gib(m["arguments"]), _gib(m["temp"]),
+                     _gib(m["total"]), seconds])
+    _table(f"GRACE step on cluster parts, {args.devices} simulated CPU devices, ring InfoNCE over all nodes "
+           f"(block {args.block}); memory per device from the compiled program",
+           ["dataset", "nodes", "rows per device (padded)", "arguments", "temporaries", "total", "step s"], rows)
+
+
+def main(argv=None):
+    args = _parse(argv)
+    if args._worker:
+        kind, dataset, *rest = args._worker.split(":")
+        record = (full_worker(dataset, args.block, args.steps) if kind == "full"
+                  else sharded_worker(dataset, args.block, args.devices, rest == ["1"]))
+        print(json.dumps(record))
+        return
+    skip = set(filter(None, args.skip.split(",")))
+    if "full" not in skip:
+        full(args)
+    if "sharded" not in skip:
+        sharded(args)
+
+
+if __name__ == "__main__":
+    main()
