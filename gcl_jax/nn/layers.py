@@ -107,12 +107,14 @@ class GCNConv(nn.Module):
 
     @nn.compact
     def __call__(self, graph: G.GraphsTuple, x: jax.Array, *, train: bool = False) -> jax.Array:
-        h = nn.Dense(self.features, use_bias=False, kernel_init=glorot)(x)
+        dense = nn.Dense(self.features, use_bias=False, kernel_init=glorot)
         if self.normalize:
             graph = G.gcn_normalize(graph, self_loops=self.self_loops)
         elif self.self_loops:
             graph = G.add_self_loops(graph)
-        out = propagate(graph, h)
+        # A (X W) == (A X) W: send the narrower of input and output along the edges, which halves
+        # per-edge memory and work when a layer widens (e.g. 128 -> 256 features)
+        out = dense(propagate(graph, x)) if x.shape[-1] < self.features else propagate(graph, dense(x))
         if self.use_bias:
             out = out + self.param("bias", nn.initializers.zeros, (self.features,))
         return out
