@@ -32,8 +32,11 @@ def _data_info(args) -> int:
 
 
 def _train(args) -> int:
-    from gcl_jax import runner
+    from gcl_jax import parallel, runner
 
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if args.distributed or parallel.distributed_settings(*explicit):  # flags, else GCL_JAX_* variables
+        parallel.initialize_distributed(*explicit)
     record = runner.run(
         args.method, args.dataset, config_file=args.config, overrides=args.set, seed=args.seed,
         out=args.out, resume=args.resume, root=args.root, devices=args.devices, progress=not args.quiet,
@@ -58,7 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", default=None, help="run folder (default runs/METHOD-DATASET-seedN)")
     fit.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     fit.add_argument("--root", default=None, help="data root holding one folder per dataset")
-    fit.add_argument("--devices", type=int, default=1, help="data-parallel over this many devices")
+    fit.add_argument("--devices", type=int, default=None,
+                     help="data-parallel over this many devices, counted over all processes (default: 1, or all when distributed)")
+    multi = fit.add_argument_group("multi-process (multi-host) training: every process runs the same command")
+    multi.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0 (env GCL_JAX_COORDINATOR)")
+    multi.add_argument("--num-processes", type=int, default=None, metavar="N", help="number of processes (env GCL_JAX_NUM_PROCESSES)")
+    multi.add_argument("--process-id", type=int, default=None, metavar="K", help="this process, 0..N-1 (env GCL_JAX_PROCESS_ID)")
+    multi.add_argument("--distributed", action="store_true",
+                       help="join a managed cluster (TPU pod, SLURM) detected by jax.distributed.initialize()")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.set_defaults(run=_train)
     data_parser = commands.add_parser("data", help="inspect datasets")

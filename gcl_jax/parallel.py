@@ -10,18 +10,84 @@ replicated parameters are summed across devices by ``shard_map``'s transpose rul
 For graphs too large to encode whole on every device, a batch can instead be
 :class:`Partitioned`: each device encodes its own subgraph (built on the host by
 :mod:`gcl_jax.partition`) and owns the rows its ``owned`` mask marks.
+
+Multi-host: every process runs the same program after :func:`initialize_distributed`; the mesh then
+spans the devices of all processes, and :func:`global_arrays` turns each process's identical copy of a
+value into one global array, which is what a jitted step over such a mesh takes as input.
 """
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import jraph
+import numpy as np
 from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
+REPLICATED = PartitionSpec()
+
+# (command-line flag, environment variable) of each setting of a multi-process run, in argument order
+DISTRIBUTED_SETTINGS = (
+    ("--coordinator", "GCL_JAX_COORDINATOR"),
+    ("--num-processes", "GCL_JAX_NUM_PROCESSES"),
+    ("--process-id", "GCL_JAX_PROCESS_ID"),
+)
+
+
+def distributed_settings(coordinator=None, num_processes=None, process_id=None, environ=os.environ):
+    """``(coordinator, num_processes, process_id)`` from the arguments, else ``environ``; ``None``
+    when none of the three is set anywhere (a managed cluster, which JAX detects by itself).
+
+    Checked here, before JAX starts, so a partial or malformed setting fails at once with a
+    ``ValueError`` naming the flag and variable instead of hanging at the coordinator.
+    """
+    values = [
+        value if value is not None else environ.get(var)
+        for value, (_, var) in zip((coordinator, num_processes, process_id), DISTRIBUTED_SETTINGS)
+    ]
+    missing = [f"{flag} ({var})" for value, (flag, var) in zip(values, DISTRIBUTED_SETTINGS) if value is None]
+    if len(missing) == len(DISTRIBUTED_SETTINGS):
+        return None
+    if missing:
+        raise ValueError(
+            f"distributed: missing {', '.join(missing)}; give all of --coordinator, --num-processes and "
+            "--process-id (or their GCL_JAX_* variables), or none of them on a managed cluster (--distributed)"
+        )
+    address = str(values[0])
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"distributed: --coordinator (GCL_JAX_COORDINATOR) expects HOST:PORT, got {address!r}")
+    num, index = (_as_int(value, *setting) for value, setting in zip(values[1:], DISTRIBUTED_SETTINGS[1:]))
+    if not 0 <= index < num:
+        raise ValueError(f"distributed: --process-id {index} is not in 0..{num - 1} (--num-processes {num})")
+    return address, num, index
+
+
+def _as_int(value, flag: str, var: str) -> int:
+    """``value`` as an int, or a ``ValueError`` naming the flag and its variable."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"distributed: {flag} ({var}) expects an integer, got {value!r}") from None
+
+
+def initialize_distributed(coordinator=None, num_processes=None, process_id=None) -> None:
+    """Join a multi-process run; call before any JAX computation, in every process.
+
+    Uses the explicit arguments, else ``GCL_JAX_COORDINATOR`` / ``GCL_JAX_NUM_PROCESSES`` /
+    ``GCL_JAX_PROCESS_ID``, else JAX's own cluster detection (TPU pods, SLURM, Open MPI). CPU
+    processes exchange collectives over gloo (TCP), unless ``JAX_CPU_COLLECTIVES_IMPLEMENTATION``
+    picks another implementation.
+    """
+    settings = distributed_settings(coordinator, num_processes, process_id)
+    if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(*(settings or ()))
 
 
 def make_mesh(num_devices: int, axis_name: str = DATA_AXIS) -> jax.sharding.Mesh:
@@ -29,10 +95,34 @@ def make_mesh(num_devices: int, axis_name: str = DATA_AXIS) -> jax.sharding.Mesh
     available = jax.devices()
     if num_devices < 1 or num_devices > len(available):
         raise ValueError(
-            f"devices: asked for {num_devices}, this process sees {len(available)} "
-            f"({available[0].platform}); on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N"
+            f"devices: asked for {num_devices}, the run has {len(available)} ({available[0].platform}, "
+            f"{jax.process_count()} process(es)); on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N"
         )
-    return jax.make_mesh((num_devices,), (axis_name,), axis_types=(jax.sharding.AxisType.Auto,), devices=available[:num_devices])
+    devices = available[:num_devices]
+    idle = sorted({d.process_index for d in available} - {d.process_index for d in devices})
+    if idle:
+        raise ValueError(
+            f"devices: the first {num_devices} of {len(available)} devices leave process(es) {idle} without one; "
+            f"every process must take part (e.g. --devices {len(available)})"
+        )
+    return jax.make_mesh((num_devices,), (axis_name,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+
+
+def global_arrays(tree, mesh: jax.sharding.Mesh, spec: PartitionSpec = REPLICATED):
+    """``tree``'s arrays as global arrays laid out by ``spec`` over ``mesh`` (default: replicated).
+
+    Every process passes the full value (the same on all of them) and contributes the parts its own
+    devices hold; ``jax.device_put`` cannot do this for a mesh that spans other processes' devices.
+    Leaves already laid out so are returned as they are, so a batch reused every step moves once.
+    """
+    sharding = NamedSharding(mesh, spec)
+
+    def put(x):
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            return x
+        return jax.make_array_from_process_local_data(sharding, x, np.shape(x))
+
+    return jax.tree_util.tree_map(put, tree)
 
 
 def local_rows(x: jax.Array, axis_name: str | None):

@@ -2,6 +2,11 @@
 
 A run folder holds ``config.toml`` (the resolved config), ``metrics.jsonl``, ``checkpoints/``
 (orbax, step-numbered), ``results.json`` and the plots ``loss.png`` / ``embeddings.png``.
+
+In a multi-process run (:func:`gcl_jax.parallel.initialize_distributed`) every process calls
+:func:`run` with the same arguments and the same ``out`` (a shared filesystem): each loads the
+dataset, trains its devices' part, writes checkpoints collectively and evaluates the same final
+state; process 0 alone writes the other files.
 """
 
 from __future__ import annotations
@@ -126,22 +131,26 @@ def run(
     out: str | Path | None = None,
     resume: bool = False,
     root: str | None = None,
-    devices: int = 1,
+    devices: int | None = None,
     progress: bool = True,
     plot: bool = True,
 ) -> dict[str, Any]:
     """Train ``method`` on ``dataset``, evaluate with its standard protocol, write the run folder.
 
     ``devices`` > 1 trains data-parallel over a mesh of that many devices (node-level: the loss's
-    negatives are sharded across them). Returns the ``results.json`` record: method, dataset,
-    metric, test_mean, test_std, seconds, ...
+    negatives are sharded across them); it counts the devices of all processes and defaults to 1
+    on one process, to all devices on several. Returns the ``results.json`` record: method,
+    dataset, metric, test_mean, test_std, seconds, ...
     """
     started = time.perf_counter()
     cfg = resolve_config(method, dataset, config_file, overrides)
     module = methods.get(method)
+    primary = jax.process_index() == 0
+    devices = devices or (jax.device_count() if jax.process_count() > 1 else 1)
     out = Path(out or f"runs/{cfg['method']}-{dataset}-seed{seed}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(config_lib.to_toml(cfg))
+    if primary:
+        (out / "config.toml").write_text(config_lib.to_toml(cfg))
 
     ds = data.load(dataset, root=root)
     if module.LEVEL == "node":
@@ -155,19 +164,25 @@ def run(
         warmup_steps=cfg.get("warmup_steps", 0), schedule=cfg.get("schedule", "constant"), clip_norm=cfg.get("clip_norm"),
     )
     mesh = None
+    train_batches = batch_fn
+    clustered = isinstance(batch_fn, partition.ClusterBatches)  # one part per device, sharded along the mesh
     model_cfg = {**cfg["model"], "total_steps": steps}  # schedules inside a method (BGRL's EMA) span the run
-    if devices > 1:
+    if devices > 1 or jax.process_count() > 1:
         if not getattr(module, "SHARDED", False):
             raise ValueError(f"devices: {cfg['method']} does not shard its loss across devices yet; run it with --devices 1")
         mesh = parallel.make_mesh(devices)
         model_cfg = {**model_cfg, "axis_name": parallel.DATA_AXIS}
+        if module.LEVEL == "node" and not clustered:  # the one training graph moves onto the mesh once, not every step
+            placed = parallel.global_arrays(sample, mesh)
+            train_batches = lambda step: placed
     method_fns = module.build(model_cfg, sample)
     final = train.fit(
-        method_fns, optimizer, batch_fn, steps, seed=seed, out_dir=out, resume=resume,
+        method_fns, optimizer, train_batches, steps, seed=seed, out_dir=out, resume=resume,
         checkpoint_every=cfg.get("checkpoint_every", 50), learning_rate=lr, progress=progress, mesh=mesh,
-        batch_spec=jax.sharding.PartitionSpec(parallel.DATA_AXIS) if isinstance(batch_fn, partition.ClusterBatches) else None,
+        batch_spec=jax.sharding.PartitionSpec(parallel.DATA_AXIS) if clustered else None,
     )
     train_seconds = time.perf_counter() - started
+    final = jax.device_get(final)  # host copy: evaluation runs on each process's own devices
     embeddings = embed_all(module.build({**cfg["model"], "total_steps": steps}, sample), final, ds, batch_fn)
     result = evaluate(cfg["eval"], embeddings, ds, seed)
     record = {
@@ -180,8 +195,11 @@ def run(
         "train_seconds": round(train_seconds, 2),
         "seconds": round(time.perf_counter() - started, 2),
         "devices": devices,
+        "processes": jax.process_count(),
         "machine": f"{platform.machine()} {jax.devices()[0].platform} x{jax.device_count()}",
     }
+    if not primary:
+        return record
     (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
     if plot:
         plots.loss_curve(out / "metrics.jsonl", out / "loss.png")

@@ -23,6 +23,8 @@ import optax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from gcl_jax import parallel
+
 Params = Any
 Batch = Any
 
@@ -136,9 +138,8 @@ def make_step(method: Method, optimizer: optax.GradientTransformation, mesh=None
 
     if mesh is None:
         return step
-    replicated = jax.sharding.PartitionSpec()
-    batch_spec = replicated if batch_spec is None else batch_spec
-    return jax.shard_map(step, mesh=mesh, in_specs=(replicated, batch_spec), out_specs=replicated)
+    batch_spec = parallel.REPLICATED if batch_spec is None else batch_spec
+    return jax.shard_map(step, mesh=mesh, in_specs=(parallel.REPLICATED, batch_spec), out_specs=parallel.REPLICATED)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -200,12 +201,24 @@ def fit(
     at the end, the last ``keep`` kept, plus the lowest-loss one), ``metrics.jsonl`` with one line
     per logged step (step, loss, lr, time and the method's metrics). ``resume`` continues from the
     newest checkpoint. A non-finite loss raises :class:`NonFiniteLoss` naming the step.
-    ``mesh`` / ``batch_spec``: data-parallel training (:func:`make_step`).
+    ``mesh`` / ``batch_spec``: data-parallel training (:func:`make_step`); the state and every batch
+    become global arrays on the mesh, so the same call runs on one host or, after
+    :func:`gcl_jax.parallel.initialize_distributed`, in every process of a multi-host run (each
+    process's ``batch_fn`` returns the full batch). Checkpoints are written collectively by all
+    processes; ``metrics.jsonl`` and the progress bar by process 0 only.
     """
     from tqdm.auto import tqdm
 
     step_fn = jax.jit(make_step(method, optimizer, mesh, batch_spec))
     ts = init_state(method, optimizer, seed, batch_fn(0))
+    if mesh is not None:
+        ts = parallel.global_arrays(ts, mesh)  # restore_latest takes its layout from here
+    batch_spec = parallel.REPLICATED if batch_spec is None else batch_spec
+
+    def place(batch):  # a step over a mesh takes global arrays (a no-op for a batch already placed)
+        return batch if mesh is None else parallel.global_arrays(batch, mesh, batch_spec)
+
+    primary = jax.process_index() == 0
     manager = None
     metrics_file = None
     if out_dir is not None:
@@ -216,13 +229,14 @@ def fit(
             ts = restore_latest(manager, ts) or ts
         elif manager.latest_step() is not None:
             raise FileExistsError(f"{out_dir / 'checkpoints'} already holds checkpoints: pass resume=True or a new out_dir")
-        metrics_file = open(out_dir / "metrics.jsonl", "a" if resume else "w")
+        if primary:
+            metrics_file = open(out_dir / "metrics.jsonl", "a" if resume else "w")
     start = int(ts.step)
     started = time.perf_counter()
-    bar = tqdm(total=num_steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
+    bar = tqdm(total=num_steps, initial=start, disable=not (progress and primary), desc="train", dynamic_ncols=True)
     try:
         for t in range(start, num_steps):
-            ts, loss, metrics = step_fn(ts, batch_fn(t))
+            ts, loss, metrics = step_fn(ts, place(batch_fn(t)))
             loss = float(loss)
             if not math.isfinite(loss):
                 raise NonFiniteLoss(

@@ -43,6 +43,17 @@ def test_local_rows_cover_all_rows_once():
     assert int(np.asarray(valid).sum()) == 37 and rows.shape == (40, 3)
 
 
+def test_global_arrays_lay_out_each_leaf_once():
+    mesh = parallel.make_mesh(8)
+    x = np.arange(16.0, dtype=np.float32).reshape(8, 2)
+    placed = parallel.global_arrays({"x": x}, mesh)["x"]
+    assert placed.sharding.is_fully_replicated and len(placed.sharding.device_set) == 8
+    assert parallel.global_arrays(placed, mesh) is placed  # already on the mesh: nothing moves
+    rows = parallel.global_arrays(x, mesh, jax.sharding.PartitionSpec("data"))
+    assert {s.data.shape for s in rows.addressable_shards} == {(1, 2)}
+    np.testing.assert_array_equal(rows, x)
+
+
 def test_mesh_larger_than_available_is_a_clear_error():
     with pytest.raises(ValueError, match="asked for 64"):
         parallel.make_mesh(64)
