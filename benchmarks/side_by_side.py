@@ -21,10 +21,10 @@ on the same arrays, for the same number of epochs (one full-graph step = one epo
 Measured, per framework:
 
 - ``s/epoch``: wall time of one training step including the host sync on the loss, median over
-  the epochs after the first ``--warmup`` ones (default 5; at most a fifth of a short run). ``compile``: for gcl-jax the time
-  to ``lower().compile()`` the train step (ahead of time, before the loop) plus the jitted
-  ``init``; for PyTorch ``first`` is the first step minus the median (allocator and kernel
-  warm-up); both are reported apart from s/epoch.
+  the epochs after the first ``--warmup`` ones (default 5; at most a fifth of a short run).
+  ``gcl-jax compile s``: the time to build the method, run the jitted ``init`` and
+  ``lower().compile()`` the train step, ahead of the loop, so it is not in s/epoch. The JSON
+  also has each framework's first step minus its median (``first_step_overhead_seconds``).
 - ``CPU-time speed-up``: the same ratio for the process CPU time (user + system, all threads)
   per step, median. On a shared machine a descheduled process loses wall time but not CPU
   time, so with ``--threads 1`` this is the steadier measure of work done; with more threads it
@@ -36,10 +36,14 @@ Measured, per framework:
   (the PyTorch worker never imports jax); the peak resident set size ``ru_maxrss`` of that
   process at the end. ``+train`` is the peak minus the resident set size after imports and data
   loading (``VmRSS``), i.e. what training added on top of the runtime and the dataset (import
-  transients that were freed again can make the peak itself come from the imports).
+  transients that were freed again can make the peak itself come from the imports). For
+  gcl-jax it includes XLA's compilation of the step.
 - ``acc``: the frozen embeddings of each framework, scored by the SAME gcl-jax evaluator in
   this parent process (``runner.evaluate`` with the config's ``[eval]`` protocol: the public
   split for Cora, 20 random 10/10/80 splits for the Amazon graphs), mean test accuracy in %.
+  Run ``r`` of ``--repeats`` trains with seed ``--seed + r`` (the evaluation splits stay those of
+  ``--seed``); the table shows the mean over the runs, ``±`` the std over the runs (training
+  seeds) when there are several, else the std over the 20 random splits.
 
 Fairness: float32 on both sides; the same thread budget: each worker is pinned with
 ``sched_setaffinity`` to the first ``--threads`` CPUs before it imports its framework,
@@ -49,7 +53,16 @@ its intra-op (Eigen) pool from the CPUs it may run on, i.e. the same pinned set 
 ``torch.compile``, gcl-jax's configs as packaged (GRACE's loss dense, ``block_size=0``). The two
 workers of a cell run one after the other, the order alternating between repeats; with
 ``--repeats R`` the table shows the median over the R runs of each framework's s/epoch (the
-machine is shared, so look at the spread in the JSON too).
+machine is shared, so look at the spread in the JSON too) and the mean accuracy over them.
+
+Threads on a shared machine: PyTorch's OpenMP threads spin-wait at the end of every parallel
+region. When other processes occupy the cores, one of the ``--threads`` threads is often
+descheduled and its partner spins through the scheduler's time slice, so multi-threaded
+PyTorch can run many times slower than single-threaded (seen here: BGRL on Cora 3.4 s/epoch
+with 2 threads against 0.30 s with 1, under a load average of 2.5 on 2 cores). XLA's pool
+does not degrade like that. ``--threads 1`` compares the frameworks' work free of this effect;
+``--omp-wait-policy PASSIVE`` lets PyTorch's idle threads sleep instead (a standard OpenMP
+setting, recorded in the output). The script prints a note when the machine is busy.
 
 Epochs: the paper configs ask for 200 (GRACE Cora), 2000 (GRACE Amazon) and 10000 (BGRL)
 epochs, far too long for a 2-core CPU, so the defaults (``DEFAULT_EPOCHS``) are shorter and the
@@ -60,7 +73,9 @@ on both sides (as ``gcl-jax train --set epochs=N`` does). Accuracies from shorte
 comparing the two frameworks with each other, not with the papers.
 
 Output: the table on stdout and ``--json`` (default ``benchmarks/side_by_side.json``) with every
-number, the per-run s/epoch, losses at a few steps, the machine and the package versions.
+number, the per-run s/epoch and accuracies, first and last loss, the resolved configs, the
+machine and the package versions. ``benchmarks/side_by_side-*.json`` are recorded runs (their
+``command`` and ``table`` fields say how each was made).
 """
 
 from __future__ import annotations
@@ -237,6 +252,8 @@ def run_worker(framework: str, job: dict, workdir: Path) -> dict:
     env = dict(os.environ)
     threads = int(job["threads"])
     env["OMP_NUM_THREADS"] = str(threads)
+    if job.get("omp_wait_policy"):
+        env["OMP_WAIT_POLICY"] = job["omp_wait_policy"]  # PyTorch's OpenMP pool; XLA does not use OpenMP
     if threads == 1:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     load = os.getloadavg()[0]
@@ -281,19 +298,19 @@ def run_cell(method: str, dataset: str, epochs: int, args, workdir: Path) -> dic
     np.savez(arrays, x=np.asarray(graph.nodes, np.float32),
              edge_index=np.stack([np.asarray(graph.senders), np.asarray(graph.receivers)]).astype(np.int64))
     job = {"method": method, "dataset": dataset, "epochs": epochs, "config": cfg, "seed": args.seed,
-           "threads": args.threads, "data": str(arrays)}
+           "threads": args.threads, "data": str(arrays), "omp_wait_policy": args.omp_wait_policy}
     runs = {"gcl-jax": [], "torch": []}
     for r in range(args.repeats):
         order = ("gcl-jax", "torch") if r % 2 == 0 else ("torch", "gcl-jax")
         for framework in order:
             print(f"  {method} {dataset}: {framework} run {r + 1}/{args.repeats}, {epochs} epochs ...", file=sys.stderr, flush=True)
-            result = run_worker(framework, {**job, "round": r}, workdir / f"{method}-{dataset}")
+            # run r trains with seed + r (the evaluation splits stay those of --seed)
+            result = run_worker(framework, {**job, "round": r, "seed": args.seed + r}, workdir / f"{method}-{dataset}")
             summary = summarize_run(result, args.warmup)
-            if r == 0:  # accuracy of the first run of each framework, scored by the gcl-jax evaluator
-                summary["eval"] = runner.evaluate(cfg["eval"], result["embeddings"], ds, args.seed).as_dict()
+            summary["eval"] = runner.evaluate(cfg["eval"], result["embeddings"], ds, args.seed).as_dict()
             runs[framework].append(summary)
             print(f"    {summary['s_per_epoch'] * 1e3:.1f} ms/epoch, {summary['cores']:.2f} cores, "
-                  f"peak {summary['rss_peak_mib']:.0f} MiB" + (f", acc {100 * summary['eval']['test_mean']:.2f}" if "eval" in summary else ""),
+                  f"peak {summary['rss_peak_mib']:.0f} MiB, acc {100 * summary['eval']['test_mean']:.2f}",
                   file=sys.stderr, flush=True)
     cell = {"method": method, "dataset": dataset, "epochs": epochs, "config_epochs": cfg["config_epochs"],
             "num_nodes": int(graph.nodes.shape[0]), "num_edges": int(np.asarray(graph.senders).shape[0]),
@@ -308,8 +325,10 @@ def run_cell(method: str, dataset: str, epochs: int, args, workdir: Path) -> dic
             "cores": statistics.median(r["cores"] for r in rs),
             "rss_peak_mib": max(r["rss_peak_mib"] for r in rs),
             "rss_train_mib": max(r["rss_train_mib"] for r in rs),
-            "accuracy": rs[0]["eval"]["test_mean"],
-            "accuracy_std": rs[0]["eval"]["test_std"],
+            "accuracy": float(np.mean([r["eval"]["test_mean"] for r in rs])),
+            # over the training seeds when there are several runs, else over the evaluation splits
+            "accuracy_std": float(np.std([r["eval"]["test_mean"] for r in rs])) if len(rs) > 1 else rs[0]["eval"]["test_std"],
+            "accuracy_runs": [r["eval"]["test_mean"] for r in rs],
         }
     cell["speedup"] = cell["torch"]["s_per_epoch"] / cell["gcl-jax"]["s_per_epoch"]
     cell["cpu_speedup"] = cell["torch"]["cpu_s_per_epoch"] / cell["gcl-jax"]["cpu_s_per_epoch"]
@@ -324,7 +343,8 @@ def format_table(cells: list[dict]) -> str:
     rows = []
     for c in cells:
         j, t = c["gcl-jax"], c["torch"]
-        acc = lambda f: f"{100 * f['accuracy']:.2f}" + (f" ± {100 * f['accuracy_std']:.2f}" if c["protocol"] != "planetoid" else "")
+        spread = c["protocol"] != "planetoid" or len(j["accuracy_runs"]) > 1
+        acc = lambda f: f"{100 * f['accuracy']:.2f}" + (f" ± {100 * f['accuracy_std']:.2f}" if spread else "")
         rows.append([
             c["dataset"], c["method"], f"{c['epochs']} ({c['config_epochs']})",
             f"{j['s_per_epoch']:.4f}", f"{t['s_per_epoch']:.4f}", f"{c['speedup']:.2f}x", f"{c['cpu_speedup']:.2f}x",
@@ -344,6 +364,8 @@ def parse_args(argv=None):
     p.add_argument("--methods", default=",".join(METHODS), help="comma list of grace, bgrl")
     p.add_argument("--epochs", type=int, default=None, help="epochs for every cell (default: DEFAULT_EPOCHS per cell)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks (default 2)")
+    p.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"], default=None,
+                   help="OMP_WAIT_POLICY for the PyTorch worker (default: unset, OpenMP's spin-then-sleep)")
     p.add_argument("--repeats", type=int, default=1, help="runs per framework and cell, alternating order (default 1)")
     p.add_argument("--warmup", type=int, default=5, help="first epochs left out of the s/epoch median (default 5)")
     p.add_argument("--seed", type=int, default=0)
@@ -371,6 +393,11 @@ def main(argv=None) -> None:
             raise SystemExit(f"--methods: unknown {m!r}; expected some of {', '.join(METHODS)}")
     if not 1 <= args.threads <= len(os.sched_getaffinity(0)):
         raise SystemExit(f"--threads: expected 1..{len(os.sched_getaffinity(0))}, got {args.threads}")
+    busy = os.getloadavg()[0]
+    if args.threads > 1 and busy > 0.5:
+        print(f"note: load average {busy:.1f} before the run: other processes compete for the cores, and "
+              "OpenMP threads that spin-wait for a descheduled partner slow PyTorch down; see the docstring",
+              file=sys.stderr)
     started = time.perf_counter()
     cells = []
     with tempfile.TemporaryDirectory(prefix="side_by_side-") as tmp:
@@ -381,13 +408,14 @@ def main(argv=None) -> None:
                 cells.append(run_cell(method, dataset, epochs, args, workdir))
     table = format_table(cells)
     print(table)
-    print(f"\nthreads {args.threads}, repeats {args.repeats}, s/epoch = median after {args.warmup} warm-up epochs; "
+    omp = f", OMP_WAIT_POLICY={args.omp_wait_policy}" if args.omp_wait_policy else ""
+    print(f"\nthreads {args.threads}{omp}, repeats {args.repeats}, s/epoch = median after min({args.warmup}, epochs // 5) warm-up epochs; "
           f"accuracy: gcl_jax.eval on each framework's frozen embeddings; total {time.perf_counter() - started:.0f} s")
     record = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus_available": len(os.sched_getaffinity(0)), "python": platform.python_version()},
-        "threads": args.threads, "repeats": args.repeats, "warmup_epochs": args.warmup, "seed": args.seed,
+        "threads": args.threads, "omp_wait_policy": args.omp_wait_policy, "repeats": args.repeats, "warmup_epochs": args.warmup, "seed": args.seed,
         "total_seconds": time.perf_counter() - started, "table": table, "cells": cells,
     }
     Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
