@@ -21,10 +21,10 @@ on the same arrays, for the same number of epochs (one full-graph step = one epo
 Measured, per framework:
 
 - ``s/epoch``: wall time of one training step including the host sync on the loss, median over
-  the epochs after the first ``--warmup`` ones (default 5; at most a fifth of a short run). ``compile``: for gcl-jax the time
-  to ``lower().compile()`` the train step (ahead of time, before the loop) plus the jitted
-  ``init``; for PyTorch ``first`` is the first step minus the median (allocator and kernel
-  warm-up); both are reported apart from s/epoch.
+  the epochs after the first ``--warmup`` ones (default 5; at most a fifth of a short run).
+  ``gcl-jax compile s``: the time to build the method, run the jitted ``init`` and
+  ``lower().compile()`` the train step, ahead of the loop, so it is not in s/epoch. The JSON
+  also has each framework's first step minus its median (``first_step_overhead_seconds``).
 - ``CPU-time speed-up``: the same ratio for the process CPU time (user + system, all threads)
   per step, median. On a shared machine a descheduled process loses wall time but not CPU
   time, so with ``--threads 1`` this is the steadier measure of work done; with more threads it
@@ -73,7 +73,9 @@ on both sides (as ``gcl-jax train --set epochs=N`` does). Accuracies from shorte
 comparing the two frameworks with each other, not with the papers.
 
 Output: the table on stdout and ``--json`` (default ``benchmarks/side_by_side.json``) with every
-number, the per-run s/epoch, losses at a few steps, the machine and the package versions.
+number, the per-run s/epoch and accuracies, first and last loss, the resolved configs, the
+machine and the package versions. ``benchmarks/side_by_side-*.json`` are recorded runs (their
+``command`` and ``table`` fields say how each was made).
 """
 
 from __future__ import annotations
@@ -407,7 +409,7 @@ def main(argv=None) -> None:
     table = format_table(cells)
     print(table)
     omp = f", OMP_WAIT_POLICY={args.omp_wait_policy}" if args.omp_wait_policy else ""
-    print(f"\nthreads {args.threads}{omp}, repeats {args.repeats}, s/epoch = median after {args.warmup} warm-up epochs; "
+    print(f"\nthreads {args.threads}{omp}, repeats {args.repeats}, s/epoch = median after min({args.warmup}, epochs // 5) warm-up epochs; "
           f"accuracy: gcl_jax.eval on each framework's frozen embeddings; total {time.perf_counter() - started:.0f} s")
     record = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
