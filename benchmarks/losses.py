@@ -35,6 +35,8 @@ import subprocess
 import sys
 import time
 
+from report import print_table
+
 
 def _parse():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,13 +62,6 @@ def _parse():
 def _mib(b):
     return f"{b / 2**20:,.1f} MiB"
 
-
-def _table(title, header, rows):
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = " | ".join(h.ljust(w) for h, w in zip(header, widths))
-    print(f"\n{title}\n{line}\n" + "-+-".join("-" * w for w in widths))
-    for r in rows:
-        print(" | ".join(str(x).ljust(w) for x, w in zip(r, widths)))
 
 
 def _grad_fn(block, **kw):
@@ -95,7 +90,7 @@ def memory(args):
                  if n <= args.dense_mem_max else "(not compiled)")
         nd = n * args.d * (2 if args.dtype == "bfloat16" else 4)
         rows.append([n, args.d, args.dtype, _mib(blk), f"{blk / nd:.1f}", dense])
-    _table(f"memory: value_and_grad(info_nce) temp bytes (block={args.block})",
+    print_table(f"memory: value_and_grad(info_nce) temp bytes (block={args.block})",
            ["N", "d", "dtype", "blockwise", "blockwise / (N*d*itemsize)", "dense"], rows)
 
 
@@ -140,7 +135,7 @@ def speed(args):
         rows.append(["dense fwd+bwd", 12, f"{t_den * 1e3:,.1f}", f"{rate / 1e9:,.1f}",
                      f"{100 * rate / ref:.0f}%", ""])
         rows[1][-1] = f"{t_blk / t_den:.2f}x dense"
-    _table(f"speed: InfoNCE (GRACE) N={n}, d={d}, {args.dtype}, {jax.devices()[0].platform} "
+    print_table(f"speed: InfoNCE (GRACE) N={n}, d={d}, {args.dtype}, {jax.devices()[0].platform} "
            f"({os.cpu_count()} cores)",
            ["program", "N x N x d matmuls", "time [ms]", "GFLOP/s", "vs jnp.dot", "ratio"], rows)
 
@@ -188,7 +183,7 @@ def sharded(args):
     for coll in ("ring", "all_gather"):
         rows.append([f"{p} devices, {coll}, per device", _mib(res[coll]),
                      f"{res[coll] / single:.3f}", f"{1 / p:.3f}"])
-    _table(f"sharded: per-device temp bytes, value_and_grad, N={args.sharded_n}, d={args.d}, "
+    print_table(f"sharded: per-device temp bytes, value_and_grad, N={args.sharded_n}, d={args.d}, "
            f"block={args.block}, {args.dtype}",
            ["program", "temp", "ratio to 1 device", "ideal 1/P"], rows)
 
@@ -212,7 +207,7 @@ def scaling(args):
         ring_t = ring[n].get("ring_seconds")
         rows.append([n, dense, _mib(blk), f"{blk / (n * args.d * 4):.2f}", _mib(ring[n]["ring"]), seconds,
                      "–" if ring_t is None else f"{ring_t:,.2f}"])
-    _table(f"scaling: InfoNCE (GRACE) value_and_grad, d={args.d}, block={args.block}, {args.dtype}; "
+    print_table(f"scaling: InfoNCE (GRACE) value_and_grad, d={args.d}, block={args.block}, {args.dtype}; "
            f"sharded = {args.devices} simulated CPU devices sharing this CPU's cores",
            ["N", "dense temp", "blockwise temp", "blockwise / (N*d*4B)", "ring temp per device",
             "blockwise s", "ring s"], rows)

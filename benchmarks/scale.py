@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from report import print_table
+
 
 def _parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,13 +44,6 @@ def _parse(argv=None):
 def _gib(b):
     return f"{b / 2**30:,.2f} GiB"
 
-
-def _table(title, header, rows):
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    print(f"\n{title}\n" + " | ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("-+-".join("-" * w for w in widths))
-    for r in rows:
-        print(" | ".join(str(x).ljust(w) for x, w in zip(r, widths)))
 
 
 def grace_step(dataset: str, block: int | None, devices: int, parts: int = 0):
@@ -136,7 +131,7 @@ def full(args):
         per_epoch = sorted(r["seconds"])[len(r["seconds"]) // 2]
         rows.append([dataset, f"{r['nodes']:,}", _gib(r["blockwise"]["total"]), _gib(r["dense"]["total"]),
                      _gib(r["peak_rss"]), f"{per_epoch:,.1f}", len(r["seconds"])])
-    _table(f"GRACE full-graph training, blockwise InfoNCE (block {args.block}), 1 CPU device ({os.cpu_count()} cores)",
+    print_table(f"GRACE full-graph training, blockwise InfoNCE (block {args.block}), 1 CPU device ({os.cpu_count()} cores)",
            ["dataset", "nodes", "step memory (compiled)", "dense loss would need", "process peak RSS",
             "s / epoch (median)", "epochs timed"], rows)
 
@@ -150,7 +145,7 @@ def sharded(args):
         seconds = f"{r['seconds'][0]:,.1f}" if "seconds" in r else "not run (compile only)"
         rows.append([dataset, f"{r['nodes']:,}", f"{r['part_rows']:,}", _gib(m["arguments"]), _gib(m["temp"]),
                      _gib(m["total"]), seconds])
-    _table(f"GRACE step on cluster parts, {args.devices} simulated CPU devices, ring InfoNCE over all nodes "
+    print_table(f"GRACE step on cluster parts, {args.devices} simulated CPU devices, ring InfoNCE over all nodes "
            f"(block {args.block}); memory per device from the compiled program",
            ["dataset", "nodes", "rows per device (padded)", "arguments", "temporaries", "total", "step s"], rows)
 

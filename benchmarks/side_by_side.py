@@ -94,6 +94,8 @@ from pathlib import Path
 
 import numpy as np
 
+import report
+
 HERE = Path(__file__).resolve().parent
 DATASETS = ("cora", "amazon-photo", "amazon-computers")
 METHODS = ("grace", "bgrl")
@@ -352,10 +354,7 @@ def format_table(cells: list[dict]) -> str:
             f"{j['rss_peak_mib']:.0f} (+{j['rss_train_mib']:.0f})", f"{t['rss_peak_mib']:.0f} (+{t['rss_train_mib']:.0f})",
             acc(j), acc(t),
         ])
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths)), "-|-".join("-" * w for w in widths)]
-    lines += [" | ".join(str(x).ljust(w) for x, w in zip(row, widths)) for row in rows]
-    return "\n".join(lines)
+    return report.format_table(header, rows)
 
 
 def parse_args(argv=None):

@@ -1,0 +1,13 @@
+"""Plain-text tables for the benchmark scripts: one formatter, so every script prints alike."""
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    """Columns padded to their widest cell, ``|`` between them, a rule under the header."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths)), "-+-".join("-" * w for w in widths)]
+    lines += [" | ".join(str(x).ljust(w) for x, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    print(f"\n{title}\n{format_table(header, rows)}", flush=True)
