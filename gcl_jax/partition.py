@@ -86,11 +86,10 @@ def subgraph(graph: G.GraphsTuple, adjacency: sp.csr_matrix, nodes: np.ndarray) 
     return G.from_edge_index(np.stack([sub.col, sub.row]), len(nodes), features, sub.data.astype(np.float32))
 
 
-def weighted_adjacency(graph: G.GraphsTuple) -> sp.csr_matrix:
-    """``A[receiver, sender] = weight``: rows of the CSR matrix list a node's incoming edges."""
-    n = G.num_nodes(graph)
-    weights = np.asarray(graph.edges, np.float32) if graph.edges is not None else np.ones(len(graph.senders), np.float32)
-    return sp.csr_matrix((weights, (np.asarray(graph.receivers), np.asarray(graph.senders))), shape=(n, n))
+def incoming_adjacency(graph: G.GraphsTuple) -> sp.csr_matrix:
+    """``A[receiver, sender] = weight`` (the transpose of :func:`gcl_jax.graph.to_scipy`): a CSR
+    row lists a node's incoming edges, which is what the halo search and subgraphs read."""
+    return G.to_scipy(graph).T.tocsr()
 
 
 class ClusterBatches:
@@ -105,7 +104,7 @@ class ClusterBatches:
         if num_parts % devices:
             raise ValueError(f"partition.parts: {num_parts} parts do not split evenly over {devices} devices")
         self.graph, self.devices, self.seed = graph, devices, seed
-        adjacency = weighted_adjacency(graph)
+        adjacency = incoming_adjacency(graph)
         owned = partition_nodes(adjacency, num_parts)
         parts = [with_halo(adjacency, nodes, halo) for nodes in owned]
         subgraphs = [subgraph(graph, adjacency, nodes) for nodes in parts]

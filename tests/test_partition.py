@@ -18,7 +18,7 @@ from gcl_jax.nn import GraphEncoder
 @pytest.fixture(scope="module")
 def cora():
     graph = jax.device_get(cora_graph())
-    return graph, partition.weighted_adjacency(graph)
+    return graph, partition.incoming_adjacency(graph)
 
 
 def test_parts_cover_every_node_once(cora):
@@ -126,15 +126,16 @@ def test_partition_refused_for_methods_without_it(tmp_path):
         runner.run("dgi", "cora", config_file=str(config), out=tmp_path / "r", progress=False, plot=False)
 
 
-def test_unweighted_graph_gets_unit_weights():
-    graph = G.from_edge_index(np.array([[0, 1, 1, 2], [1, 0, 2, 1]]), node_features=np.eye(3, dtype=np.float32))
-    adjacency = partition.weighted_adjacency(graph)
-    assert isinstance(adjacency, sp.csr_matrix) and adjacency.sum() == 4 and adjacency[1, 0] == 1
+def test_incoming_adjacency_rows_list_incoming_edges():
+    graph = G.from_edge_index(np.array([[0, 1, 1], [1, 0, 2]]), node_features=np.eye(3, dtype=np.float32))
+    adjacency = partition.incoming_adjacency(graph)
+    assert isinstance(adjacency, sp.csr_matrix) and adjacency.sum() == 3
+    assert adjacency[2, 1] == 1 and adjacency[1, 2] == 0  # edge 1 -> 2 is a row-2 (receiver) entry
 
 
 def test_label_propagation_recovers_planted_communities():
     dataset = synthetic.planted_communities(2000, community_size=100, avg_degree=20, p_in=0.95, seed=1)
-    labels = partition.label_propagation(partition.weighted_adjacency(dataset.graph))
+    labels = partition.label_propagation(partition.incoming_adjacency(dataset.graph))
     # the generator shuffles ids; a community is 100 nodes sharing a class, so pairs of nodes with
     # the same propagated label should nearly always share a class
     same_label = labels[:, None] == labels[None, :]
