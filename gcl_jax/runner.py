@@ -45,11 +45,17 @@ def _identity(batch):
 
 
 def node_batches(module, dataset, cfg: dict, devices: int, seed: int):
-    """``(batch_fn, steps)`` for node-level training: the whole graph every step, or cluster
+    """``(batch_fn, steps)`` for node-level training: the method's ``dataset_batch(dataset, cfg)``
+    when it defines one (heterogeneous or user-item data), else the whole graph every step, or cluster
     mini-batches (:mod:`gcl_jax.partition`, one part per device per step) when the config's
     ``[partition]`` table sets ``parts`` > 0 (and optionally ``halo``)."""
-    graph = node_graph(dataset, cfg)
     options = cfg.get("partition", {})
+    if hasattr(module, "dataset_batch"):  # the method's own view of the dataset (meta-paths, interactions)
+        if options.get("parts", 0):
+            raise ValueError(f"partition: {cfg['method']} builds its own batch and does not take a [partition] table")
+        batch = module.dataset_batch(dataset, cfg)
+        return (lambda step: batch), int(cfg["epochs"])
+    graph = node_graph(dataset, cfg)
     if not options.get("parts", 0):
         batch = getattr(module, "prepare_batch", _identity)(graph)
         return (lambda step: batch), int(cfg["epochs"])
@@ -102,23 +108,39 @@ def embed_all(method_fns: train.Method, final: train.TrainState, dataset, batch_
     return np.concatenate(rows)
 
 
+def _planetoid(embeddings, dataset, seed, **options) -> evaluation.EvalResult:
+    if not getattr(dataset, "splits", None):
+        raise ValueError(f"{dataset.name} has no public split; use protocol 'random' or 'grace'")
+    s = dataset.splits
+    return evaluation.planetoid_probe(embeddings, dataset.labels, s["train"], s["val"], s["test"], **options)
+
+
+def _clustering(embeddings, dataset, seed, **options) -> evaluation.EvalResult:
+    """k-means on the embeddings (``n_init`` restarts seeded by the run's seed): ACC, with NMI, ARI and
+    macro-F1 as extras."""
+    scores = evaluation.kmeans_eval(embeddings, dataset.labels, seeds=(seed,), **options)
+    acc = scores.pop("acc")
+    return evaluation.summarize("clustering_acc", acc.per_split, **{k: r.per_split for k, r in scores.items()})
+
+
+#: Evaluation protocols by the name a config's ``[eval] protocol`` gives; each takes
+#: ``(embeddings, dataset, seed, **options)`` with the rest of the ``[eval]`` table as options.
+PROTOCOLS = {
+    "planetoid": _planetoid,
+    "random": lambda x, ds, seed, **o: evaluation.random_split_probe(x, ds.labels, seed=seed, **o),
+    "grace": lambda x, ds, seed, **o: evaluation.grace_probe(x, ds.labels, seed=seed, **o),
+    "svm": lambda x, ds, seed, **o: evaluation.svm_cv(x, ds.labels, **o),
+    "clustering": _clustering,
+}
+
+
 def evaluate(protocol: dict, embeddings: np.ndarray, dataset, seed: int) -> evaluation.EvalResult:
     """Score frozen embeddings with the protocol named in the config's ``[eval]`` table."""
     options = {k: v for k, v in protocol.items() if k != "protocol"}
     name = protocol["protocol"]
-    labels = np.asarray(dataset.labels)
-    if name == "planetoid":
-        if not dataset.splits:
-            raise ValueError(f"{dataset.name} has no public split; use protocol 'random' or 'grace'")
-        s = dataset.splits
-        return evaluation.planetoid_probe(embeddings, labels, s["train"], s["val"], s["test"], **options)
-    if name == "random":
-        return evaluation.random_split_probe(embeddings, labels, seed=seed, **options)
-    if name == "grace":
-        return evaluation.grace_probe(embeddings, labels, seed=seed, **options)
-    if name == "svm":
-        return evaluation.svm_cv(embeddings, labels, **options)
-    raise ValueError(f"eval.protocol: expected planetoid, random, grace or svm, got {name!r}")
+    if name not in PROTOCOLS:
+        raise ValueError(f"eval.protocol: expected one of {', '.join(PROTOCOLS)}, got {name!r}")
+    return PROTOCOLS[name](embeddings, dataset, seed, **options)
 
 
 def run(
@@ -203,5 +225,6 @@ def run(
     (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
     if plot:
         plots.loss_curve(out / "metrics.jsonl", out / "loss.png")
-        plots.embedding_map(embeddings, ds.labels, out / "embeddings.png", title=f"{cfg['method']} on {dataset}")
+        if getattr(ds, "labels", None) is not None:  # user-item data has no labels to colour by
+            plots.embedding_map(embeddings, ds.labels, out / "embeddings.png", title=f"{cfg['method']} on {dataset}")
     return record

@@ -62,3 +62,19 @@ def test_grace_trains_on_eight_devices_through_the_runner(tmp_path):
     record = runner.run("grace", "cora", overrides=["epochs=2", "model.hidden=16", "model.proj_hidden=16"],
                         out=tmp_path, devices=8, progress=False, plot=False)
     assert record["devices"] == 8 and 0.0 < record["test_mean"] <= 1.0
+
+
+def test_clustering_protocol_scores_separated_embeddings():
+    """k-means on two far-apart blobs recovers the labels exactly (ACC, NMI, ARI all 1)."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 50)
+    embeddings = rng.normal(size=(100, 4)) * 0.1 + labels[:, None] * 10.0
+    dataset = data.NodeDataset("blobs", G.from_edge_index(np.zeros((2, 0), np.int64), 100), labels, 2, {})
+    result = runner.evaluate({"protocol": "clustering", "n_init": 2}, embeddings, dataset, seed=3)
+    assert result.metric == "clustering_acc" and result.test_mean == 1.0
+    assert result.extra["nmi"] == (1.0,) and result.extra["ari"] == (1.0,)
+
+
+def test_unknown_protocol_names_the_choices():
+    with pytest.raises(ValueError, match="expected one of planetoid, random, grace, svm, clustering, got 'nope'"):
+        runner.evaluate({"protocol": "nope"}, np.zeros((2, 2)), None, seed=0)

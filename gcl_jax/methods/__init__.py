@@ -6,7 +6,9 @@ returning a :class:`gcl_jax.train.Method`. Node-level methods get the whole grap
 and embed nodes; graph-level methods get a padded batch of graphs and embed one row per graph
 (padding graphs included; the runner drops them). An optional ``prepare_batch(batch)`` runs on
 the host on every batch before it reaches jit (e.g. a diffusion view computed with scipy); its
-output is what ``init``, ``loss`` and ``embed`` receive. ``SHARDED = True`` declares that the
+output is what ``init``, ``loss`` and ``embed`` receive. A node-level method whose data is not one
+homogeneous graph (heterogeneous meta-paths, user-item interactions) defines instead
+``dataset_batch(dataset, config)``, which builds that batch from the loaded dataset. ``SHARDED = True`` declares that the
 method reads ``model["axis_name"]`` and reduces its loss over that mesh axis, which ``--devices``
 requires. A new module here is a new CLI name.
 """
