@@ -2,6 +2,7 @@
 
     python experiments/reproduce.py --cells grace:cora grace:citeseer --seeds 0 1 2 3 4
     python experiments/reproduce.py --cells grace:cora --set eval.protocol=grace --tag grace-protocol
+    python experiments/reproduce.py --cells grace:cora --set model.some_option=1 --tag variant   # own row
 
 Each run is a normal ``gcl-jax train`` run (packaged config for the cell) whose folder lands in
 ``experiments/runs/<method>-<dataset>-seed<k>/``; finished runs are reused, so the script can be
@@ -34,30 +35,55 @@ def run_cell(method: str, dataset: str, seed: int, overrides: list[str], tag: st
     return runner.run(method, dataset, seed=seed, out=out, overrides=overrides, progress=False, resume=out.exists())
 
 
+#: Per-split series that repeat the main metric (selection scores, fold scores): not shown again.
+REPEATS = {"val_accuracy", "fold_accuracy"}
+
+
+def run_tag(folder: Path, record: dict) -> str:
+    """The ``--tag`` a run folder was made with (``grace-cora-pot-seed0`` -> ``pot``), or ``""``."""
+    middle = folder.name.removeprefix(f"{record['method']}-{record['dataset']}").rsplit("-seed", 1)[0]
+    return middle.removeprefix("-")
+
+
+def extras(rs: list[dict]) -> str:
+    """Means over seeds of the protocol's further metrics (NMI, ARI, AUC, ...), or ``–``."""
+    names = sorted({k for r in rs for k, v in r.get("extra", {}).items() if v and k not in REPEATS})
+    means = [f"{k} {100 * np.mean([np.mean(r['extra'][k]) for r in rs if r['extra'].get(k)]):.2f}" for k in names]
+    return ", ".join(means) or "–"
+
+
 def table(records: list[dict], targets: dict) -> str:
-    """The RESULTS.md table: one row per (method, dataset, protocol) with every seed found."""
+    """The RESULTS.md table: one row per (method, tag, dataset, protocol) with every seed found.
+
+    A tagged row (``--tag pot``) is shown as ``method [tag]`` and compared with ``targets[method-tag]``;
+    the GRACE 10/90 protocol with ``targets[method-random]``.
+    """
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["method"], r["dataset"], r["protocol"]), []).append(r)
+        groups.setdefault((r["method"], r["tag"], r["dataset"], r["protocol"]), []).append(r)
     lines = [
-        "| method | dataset | protocol | paper | ours (mean ± std) | seeds | diff | train s / run | machine |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| method | dataset | protocol | metric | paper | ours (mean ± std) | seeds | diff | other metrics (mean) | train s / run | machine |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for (method, dataset, protocol), rs in sorted(groups.items()):
+    for (method, tag, dataset, protocol), rs in sorted(groups.items()):
         scores = 100 * np.array([r["test_mean"] for r in rs])
-        key = f"{method}-random" if protocol == "grace" else method
+        key = "-".join([method] + ([tag] if tag else []) + (["random"] if protocol == "grace" else []))
         paper = targets.get(key, {}).get(dataset)
         diff = f"{scores.mean() - paper:+.2f}" if paper is not None else "–"
+        name = f"{method} [{tag}]" if tag else method
         lines.append(
-            f"| {method} | {dataset} | {protocol} | {paper if paper is not None else '–'} | "
-            f"{scores.mean():.2f} ± {scores.std():.2f} | {len(rs)} | {diff} | "
+            f"| {name} | {dataset} | {protocol} | {rs[0]['metric']} | {paper if paper is not None else '–'} | "
+            f"{scores.mean():.2f} ± {scores.std():.2f} | {len(rs)} | {diff} | {extras(rs)} | "
             f"{np.mean([r['train_seconds'] for r in rs]):.0f} | {rs[0]['machine']} |"
         )
     return "\n".join(lines)
 
 
 def write_results() -> Path:
-    records = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*/results.json"))]
+    records = []
+    for path in sorted(RUNS.glob("*/results.json")):
+        record = json.loads(path.read_text())
+        records.append({**record, "tag": run_tag(path.parent, record)})
     targets = config_lib.read(HERE / "targets.toml")
     body = [
         "# Results: paper vs gcl-jax",
