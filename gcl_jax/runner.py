@@ -22,6 +22,7 @@ import numpy as np
 
 from gcl_jax import config as config_lib
 from gcl_jax import data, eval as evaluation, graph as G, methods, parallel, partition, plots, train
+from gcl_jax.data import tu
 
 
 def resolve_config(method: str, dataset: str, config_file: str | None, overrides: Sequence[str]) -> dict[str, Any]:
@@ -175,6 +176,8 @@ def run(
         (out / "config.toml").write_text(config_lib.to_toml(cfg))
 
     ds = data.load(dataset, root=root)
+    if cfg.get("degree_features", False):  # graph-level data: append one-hot degrees (MVGRL's features)
+        ds = tu.with_degree_features(ds)
     if module.LEVEL == "node":
         batch_fn, steps = node_batches(module, ds, cfg, devices, seed)
     else:

@@ -129,6 +129,22 @@ def test_tu_feature_choices():
     np.testing.assert_array_equal(np.asarray(g.nodes).argmax(1), degree)  # one-hot degree
 
 
+def test_degree_features_appended_as_mvgrl_builds_them():
+    """MUTAG: 7 node-label columns, then one-hot degree up to the dataset's max degree (4)."""
+    from gcl_jax.data.tu import with_degree_features
+
+    mutag = data.load("mutag")
+    extended = with_degree_features(mutag)
+    assert len(extended.graphs) == len(mutag.graphs) and extended.labels is mutag.labels
+    for before, after in zip(mutag.graphs, extended.graphs):
+        nodes = np.asarray(after.nodes)
+        assert nodes.shape == (int(before.n_node[0]), 7 + 5)
+        np.testing.assert_array_equal(nodes[:, :7], np.asarray(before.nodes))
+        adjacency = G.to_scipy(before)
+        np.testing.assert_array_equal(nodes[:, 7:].argmax(1), np.diff(adjacency.tocsr().indptr))
+        assert np.all(nodes[:, 7:].sum(1) == 1)
+
+
 @needs_data
 @pytest.mark.parametrize("name", sorted(HETERO_COUNTS))
 def test_hetero_counts(name):

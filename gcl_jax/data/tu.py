@@ -103,3 +103,16 @@ def load(folder: Path, prefix: str, name: str) -> GraphDataset:
     features = _node_features(folder, prefix, adjacency)
     graphs = _split_graphs(adjacency, ids, features, str(folder / f"{prefix}_A.txt"))
     return GraphDataset(name, graphs, labels, num_classes)
+
+
+def with_degree_features(dataset: GraphDataset) -> GraphDataset:
+    """``dataset`` with every node's one-hot degree (width: the dataset's max degree + 1) appended to
+    its features: MVGRL's graph/dataset.py feature construction for TU data without node attributes
+    (node-label one-hot, then degree one-hot); degree = number of neighbours."""
+    degrees = [np.bincount(np.asarray(g.receivers), minlength=int(np.sum(g.n_node))) for g in dataset.graphs]
+    width = max(int(d.max(initial=0)) for d in degrees) + 1
+    graphs = [
+        g._replace(nodes=np.concatenate([np.asarray(g.nodes, np.float32), one_hot(d, width)], axis=1))
+        for g, d in zip(dataset.graphs, degrees)
+    ]
+    return GraphDataset(dataset.name, graphs, dataset.labels, dataset.num_classes)

@@ -45,6 +45,7 @@ DEFAULTS = {
     "lr": 1e-3,
     "weight_decay": 0.0,
     "checkpoint_every": 100,
+    "degree_features": False,  # append one-hot degrees to the node features (official, for data without attributes)
     "model": {
         "hidden": 512,
         "layers": 4,
