@@ -45,11 +45,17 @@ def run_tag(folder: Path, record: dict) -> str:
     return middle.removeprefix("-")
 
 
-def extras(rs: list[dict]) -> str:
-    """Means over seeds of the protocol's further metrics (NMI, ARI, AUC, ...), or ``–``."""
+def extras(rs: list[dict], limit: int = 8) -> str:
+    """Means over seeds of the protocol's further metrics (NMI, ARI, AUC, ...), or ``–``. Past
+    ``limit`` of them, only those of the main metric's setting (``auc_20`` for ``macro_f1_20``) and
+    those without a setting are shown; results.json has the rest."""
     names = sorted({k for r in rs for k, v in r.get("extra", {}).items() if v and k not in REPEATS})
+    more = len(names) > limit
+    if more:
+        suffix = "_" + rs[0]["metric"].rsplit("_", 1)[-1]
+        names = [k for k in names if k.endswith(suffix) or not any(c.isdigit() for c in k)]
     means = [f"{k} {100 * np.mean([np.mean(r['extra'][k]) for r in rs if r['extra'].get(k)]):.2f}" for k in names]
-    return ", ".join(means) or "–"
+    return ", ".join(means) + (", … (results.json)" if more else "") or "–"
 
 
 def table(records: list[dict], targets: dict) -> str:

@@ -131,7 +131,9 @@ PROTOCOLS = {
     "random": lambda x, ds, seed, **o: evaluation.random_split_probe(x, ds.labels, seed=seed, **o),
     "grace": lambda x, ds, seed, **o: evaluation.grace_probe(x, ds.labels, seed=seed, **o),
     "svm": lambda x, ds, seed, **o: evaluation.svm_cv(x, ds.labels, **o),
+    "hetero": lambda x, ds, seed, **o: evaluation.hetero_probe(x, ds.labels, ds.splits, seed=seed, **o),
     "clustering": _clustering,
+    "ranking": lambda x, ds, seed, **o: evaluation.ranking_eval(x, ds, **o),
 }
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from gcl_jax.data.build import binary, dense_labels
-from gcl_jax.data.datasets import HeteroDataset
+from gcl_jax import graph as G
+from gcl_jax.data.build import binary, dense_labels, undirected_adjacency
+from gcl_jax.data.datasets import HeteroDataset, NodeDataset
 from gcl_jax.data.safeio import DatasetError, load_array, load_sparse, read_table
 
 SHOTS = (20, 40, 60)
@@ -161,3 +162,23 @@ def load(folder: Path, spec: HeteroSpec, name: str) -> HeteroDataset:
         splits=_splits(folder, n),
         pos=_checked_square(folder / "pos.npz", n) if spec.pos else None,
     )
+
+
+def metapath_files(target: str, metapath: str) -> tuple[str, ...]:
+    """The three files :func:`load_metapath_graph` reads: labels, target features, one meta-path."""
+    return ("labels.npy", f"{target}_feat.npz", f"{metapath}.npz")
+
+
+def load_metapath_graph(folder: Path, target: str, metapath: str, name: str) -> NodeDataset:
+    """A homogeneous :class:`NodeDataset` of the target nodes: their features, labels and the graph
+    of one meta-path (e.g. DBLP's author-paper-author co-author graph), binary, symmetric, without
+    self-loops. No split: the HeCo splits are few-shot ones for the heterogeneous methods."""
+    labels, num_classes = dense_labels(load_array(folder / "labels.npy"))
+    n = labels.shape[0]
+    features = _features(folder / f"{target}_feat.npz")
+    if features.shape[0] != n:
+        raise DatasetError(f"{folder / f'{target}_feat.npz'}: {features.shape[0]} rows for {n} labelled nodes")
+    pairs = _checked_square(folder / f"{metapath}.npz", n).tocoo()
+    adjacency = undirected_adjacency(pairs.row, pairs.col, n)
+    graph = G.from_scipy(adjacency, features.toarray().astype(np.float32))
+    return NodeDataset(name=name, graph=graph, labels=labels, num_classes=num_classes, splits={})

@@ -109,6 +109,15 @@ def _hetero(name: str, folder: str, spec: hetero.HeteroSpec, base_url: str | Non
     return Entry(name, folder, spec.files(), reader, base_url=base_url, note=note)
 
 
+def _metapath_reader(folder, name, *, target, metapath):
+    return hetero.load_metapath_graph(folder, target, metapath, name)
+
+
+def _metapath_graph(name: str, folder: str, target: str, metapath: str, base_url: str) -> Entry:
+    reader = functools.partial(_metapath_reader, target=target, metapath=metapath)
+    return Entry(name, folder, hetero.metapath_files(target, metapath), reader, base_url=base_url)
+
+
 def _rec(name: str, folder: str, upstream: str) -> Entry:
     return Entry(name, folder, rec.FILES, rec.load, base_url=f"{ADAGCL_URL}/{upstream}")
 
@@ -124,6 +133,8 @@ def _build_registry() -> dict[str, Entry]:
         _shchur("coauthor-physics", "CoauthorPhysics", "ms_academic_phy.npz"),
         *(_tu(exact) for exact in TU_NAMES),
         *(_hetero(n, f"heco_{n}", spec, f"{HECO_URL}/{n}") for n, spec in hetero.HECO.items()),
+        # SDCN's DBLP: the HeCo authors with their 334 keyword features and the co-author (APA) graph
+        _metapath_graph("dblp-author", "heco_dblp", "a", "apa", f"{HECO_URL}/dblp"),
         _hetero("meow-acm", "meow_acm", hetero.MEOW["acm"], f"{MEOW_URL}/acm"),
         _hetero("meow-imdb", "meow_imdb", hetero.MEOW["imdb"], f"{MEOW_URL}/imdb"),
         _hetero("meow-dblp", "meow_dblp", hetero.MEOW["dblp"], None,

@@ -4,10 +4,13 @@ prediction, and the label-free RankMe.
 Node classification (:mod:`~gcl_jax.eval.linear`): :func:`planetoid_probe`,
 :func:`random_split_probe` (BGRL/GCA 10/10/80), :func:`grace_probe` (GRACE 10/90 with inner CV), all
 through :func:`select_and_test`. Graph classification (:mod:`~gcl_jax.eval.svm`): :func:`svm_cv`.
+Heterogeneous graphs (:mod:`~gcl_jax.eval.hetero`): :func:`hetero_probe` (20/40/60-shot probes with
+AUC, k-means NMI/ARI).
 Every protocol returns an :class:`EvalResult`.
 """
 
 from gcl_jax.eval.clustering import cluster_accuracy, clustering_scores, kmeans_eval, match_clusters
+from gcl_jax.eval.hetero import hetero_probe
 from gcl_jax.eval.linear import (
     BGRL_CS,
     GRACE_CS,
@@ -20,6 +23,7 @@ from gcl_jax.eval.linear import (
 )
 from gcl_jax.eval.link import link_scores, pair_scores, sample_non_edges, split_edges, undirected_pairs
 from gcl_jax.eval.logreg import fit_logreg_grid, predict_grid
+from gcl_jax.eval.ranking import ranking_eval, ranking_scores
 from gcl_jax.eval.rankme import rankme
 from gcl_jax.eval.result import EvalResult, summarize
 from gcl_jax.eval.svm import GRAPHMAE_SVC_CS, INFOGRAPH_SVC_CS, svc_fold, svm_cv
@@ -34,6 +38,7 @@ __all__ = [
     "clustering_scores",
     "fit_logreg_grid",
     "grace_probe",
+    "hetero_probe",
     "kmeans_eval",
     "l2_normalize",
     "linear_probe",
@@ -44,6 +49,8 @@ __all__ = [
     "predict_grid",
     "random_split_probe",
     "rankme",
+    "ranking_eval",
+    "ranking_scores",
     "sample_non_edges",
     "select_and_test",
     "split_edges",

@@ -19,10 +19,15 @@ O(N) / O(N d^2) losses (``jsd``, ``local_global_jsd``, ``triplet_margin``,
 ``barlow_twins``, ``vicreg``, ``cca_ssg``, ``bootstrap``,
 ``scaled_cosine_error``, ``swav``) take ``valid`` and ``axis_name`` (batch
 statistics are psum-ed).
+
+``multi_positive_info_nce`` (HeCo's cross-view loss with a positive-pair matrix) is dense only.
 """
 from .clustering import sinkhorn, swav
+from .influence import (dec_kl, dec_target, influence_contrastive, influence_partition, influence_positives,
+                        meta_node_contrastive, meta_nodes, student_t_assignments)
 from .contrastive import clip, debiased_info_nce, hard_info_nce, info_nce, nt_xent, siglip
 from .metric import multi_similarity, triplet_margin
+from .multi_positive import multi_positive_info_nce
 from .mutual_info import jsd, local_global_jsd
 from .predictive import bootstrap, scaled_cosine_error
 from .redundancy import barlow_twins, cca_ssg, vicreg
@@ -31,5 +36,7 @@ __all__ = [
     "info_nce", "nt_xent", "clip", "siglip", "debiased_info_nce", "hard_info_nce",
     "multi_similarity", "triplet_margin", "jsd", "local_global_jsd",
     "barlow_twins", "vicreg", "cca_ssg", "bootstrap", "scaled_cosine_error",
-    "swav", "sinkhorn",
+    "swav", "sinkhorn", "multi_positive_info_nce",
+    "influence_contrastive", "influence_partition", "influence_positives", "meta_node_contrastive",
+    "meta_nodes", "student_t_assignments", "dec_target", "dec_kl",
 ]

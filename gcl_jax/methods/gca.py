@@ -45,6 +45,7 @@ DEFAULTS = {
         "p_tau": 0.7,
         "feature_weights": "binary",
         "block_size": 0,
+        "pot_kappa": 0.0,  # > 0: POT's certified-compactness term (see methods/grace.py)
     },
     "eval": {"protocol": "random"},
 }

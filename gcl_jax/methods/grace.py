@@ -4,14 +4,23 @@ Two views by edge dropping and feature-column masking; a shared GCN encoder and 
 ELU projection head; InfoNCE with inter- and intra-view negatives, both directions averaged
 (``losses.info_nce`` with its defaults). Embeddings for evaluation are the encoder outputs.
 Defaults are the official config.yaml's Cora entry (github.com/CRIPAC-DIG/GRACE).
+
+``model.pot_kappa`` > 0 switches on POT (Yu et al., NeurIPS 2023, "Provable Training for Graph
+Contrastive Learning"; github.com/VoidHaruhi/POT-GCL): the loss becomes
+``(1 - kappa) * InfoNCE + kappa * POT`` (the official GRACE/train.py mix), POT being the BCE (target
+1) of each node's certified compactness lower bound under its view's edge-drop budget
+(:mod:`gcl_jax.nn.bounds`), averaged over both views. It needs the two-layer GCN encoder and the
+whole graph on one device. Off (0) by default; GCA, built on :func:`build_with_drop_rates`, takes
+the same key.
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 from gcl_jax import augment, losses, parallel
-from gcl_jax.nn import MLP, GraphEncoder
+from gcl_jax.nn import MLP, GraphEncoder, bounds
 from gcl_jax.train import Method
 
 LEVEL = "node"
@@ -33,6 +42,7 @@ DEFAULTS = {
         "drop_feature": [0.3, 0.4],
         "tau": 0.4,
         "block_size": 0,
+        "pot_kappa": 0.0,  # > 0: POT's compactness regularizer mixed in with this weight
     },
     "eval": {"protocol": "planetoid"},
     "partition": {"parts": 0, "halo": 0},  # parts > 0: cluster mini-batches (gcl_jax.partition)
@@ -42,6 +52,19 @@ DEFAULTS = {
 def encoder_widths(hidden: int, layers: int) -> tuple[int, ...]:
     """GRACE's encoder: ``layers - 1`` GCN layers of width ``2 * hidden``, then one of ``hidden``."""
     return (2 * hidden,) * (layers - 1) + (hidden,)
+
+
+def pot_loss(encoder_vars, activation: str, graph, budgets, embeddings) -> jax.Array:
+    """POT's regularizer: BCE-with-logits against target 1 of every node's compactness lower bound,
+    averaged over nodes and views. View ``k``'s bound ranges over its own drop ``budgets[k]`` and
+    scores against the other view's encoder outputs ``embeddings[1 - k]``; ``graph`` is un-augmented."""
+    weights, slopes = bounds.gcn_weights(encoder_vars), bounds.activation_slopes(encoder_vars, activation)
+    terms = []
+    for budget, other in zip(budgets, embeddings[::-1]):
+        edges = bounds.adjacency_bounds(graph, budget)
+        lower = bounds.compactness_lower_bound(edges, graph.nodes, weights, slopes, bounds.compactness_weights(other))
+        terms.append(jnp.mean(jax.nn.softplus(-lower)))
+    return sum(terms) / len(terms)
 
 
 def build(model: dict, sample) -> Method:
@@ -56,6 +79,11 @@ def build_with_drop_rates(model: dict, edge_p, feature_p) -> Method:
     projector = MLP((model["proj_hidden"], model["hidden"]), activation="elu")
     block_size = model["block_size"] or None
     axis_name = model.get("axis_name")  # set by the runner for multi-device training
+    kappa = float(model.get("pot_kappa", 0.0))
+    if not 0.0 <= kappa <= 1.0:
+        raise ValueError(f"model.pot_kappa: expected a weight in [0, 1], got {kappa}")
+    if kappa and (axis_name is not None or model["layers"] != 2):
+        raise ValueError("model.pot_kappa: POT bounds a two-layer GCN on one device (model.layers = 2, no --devices)")
 
     def view(key, graph, index):
         k_edge, k_feat = jax.random.split(key)
@@ -69,16 +97,22 @@ def build_with_drop_rates(model: dict, edge_p, feature_p) -> Method:
         h = encoder.apply(enc_vars, graph, train=False)
         return {"encoder": enc_vars, "projector": projector.init(k_proj, h)}, {}
 
-    def project(params, key, batch, index):
-        graph, owned = parallel.local_graph(batch)
+    def encode(params, key, graph, index):
         k_view, k_act = jax.random.split(key)  # k_act: RReLU's random slopes (GCA's Amazon configs)
-        h = encoder.apply(params["encoder"], view(k_view, graph, index), train=True, rngs={"dropout": k_act})
-        return parallel.owned_rows(projector.apply(params["projector"], h), owned, axis_name)
+        return encoder.apply(params["encoder"], view(k_view, graph, index), train=True, rngs={"dropout": k_act})
 
     def loss(params, state, key, batch):
-        (z1, valid), (z2, _) = (project(params, k, batch, i) for i, k in enumerate(jax.random.split(key, 2)))
+        graph, owned = parallel.local_graph(batch)
+        h1, h2 = (encode(params, k, graph, i) for i, k in enumerate(jax.random.split(key, 2)))
+        (z1, valid), (z2, _) = (parallel.owned_rows(projector.apply(params["projector"], h), owned, axis_name) for h in (h1, h2))
         value = losses.info_nce(z1, z2, temperature=model["tau"], block_size=block_size, axis_name=axis_name, valid=valid)
-        return value, (state, {})
+        if not kappa:
+            return value, (state, {})
+        if owned is not None:
+            raise ValueError("model.pot_kappa: POT needs the whole graph; remove the [partition] table")
+        budgets = [bounds.drop_budget(graph, p) for p in edge_p]
+        regularizer = pot_loss(params["encoder"], model["activation"], graph, budgets, (h1, h2))
+        return (1.0 - kappa) * value + kappa * regularizer, (state, {"info_nce": value, "pot": regularizer})
 
     def embed(params, state, graph):
         return encoder.apply(params["encoder"], graph, train=False)

@@ -1,5 +1,7 @@
-"""Graph encoders (flax.linen) over ``jraph.GraphsTuple``: layers, the stacked builder, readouts."""
+"""Graph encoders (flax.linen) over ``jraph.GraphsTuple``: layers, the stacked builder, readouts,
+and certified bounds of a two-layer GCN under edge dropping (``bounds``, POT)."""
 
+from gcl_jax.nn import bounds
 from gcl_jax.nn.encoder import LAYERS, GraphEncoder
 from gcl_jax.nn.layers import (
     ACTIVATIONS,
@@ -29,6 +31,7 @@ __all__ = [
     "GraphEncoder",
     "Norm",
     "SAGEConv",
+    "bounds",
     "propagate",
     "readout",
     "segment_reduce",
