@@ -33,9 +33,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-from report import print_table
+from report import best_seconds, print_table
 
 
 def _parse():
@@ -94,18 +93,6 @@ def memory(args):
            ["N", "d", "dtype", "blockwise", "blockwise / (N*d*itemsize)", "dense"], rows)
 
 
-def _time(f, *xs, repeats):
-    import jax
-
-    jax.block_until_ready(f(*xs))  # compile + warm up
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*xs))
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def blockwise_matmuls(n, block):
     """N x N x d matmuls of blockwise GRACE fwd+bwd (see the module docstring)."""
     return 8 + 4 / -(-n // min(block, n))
@@ -121,16 +108,16 @@ def speed(args):
     z2 = jax.random.normal(k2, (n, d), args.dtype)
     flops_one = 2.0 * n * n * d
     dot = jax.jit(lambda a, b: jnp.dot(a, b.T, preferred_element_type=jnp.float32))
-    t_dot = _time(dot, z1, z2, repeats=args.repeats)
+    t_dot = best_seconds(dot, z1, z2, repeats=args.repeats)
     ref = flops_one / t_dot
     rows = [["jnp.dot (N x d)@(d x N)", 1, f"{t_dot * 1e3:,.1f}", f"{ref / 1e9:,.1f}", "100%", ""]]
-    t_blk = _time(jax.jit(_grad_fn(args.block)), z1, z2, repeats=args.repeats)
+    t_blk = best_seconds(jax.jit(_grad_fn(args.block)), z1, z2, repeats=args.repeats)
     matmuls = blockwise_matmuls(n, args.block)
     rate = matmuls * flops_one / t_blk
     rows.append([f"blockwise fwd+bwd (block={args.block})", f"{matmuls:g}", f"{t_blk * 1e3:,.1f}",
                  f"{rate / 1e9:,.1f}", f"{100 * rate / ref:.0f}%", ""])
     if n <= args.speed_dense_max:
-        t_den = _time(jax.jit(_grad_fn(None)), z1, z2, repeats=args.repeats)
+        t_den = best_seconds(jax.jit(_grad_fn(None)), z1, z2, repeats=args.repeats)
         rate = 12 * flops_one / t_den
         rows.append(["dense fwd+bwd", 12, f"{t_den * 1e3:,.1f}", f"{rate / 1e9:,.1f}",
                      f"{100 * rate / ref:.0f}%", ""])
@@ -160,7 +147,7 @@ def sharded_worker(args):
             out[n][coll] = _temp_bytes(f, n, args.d, args.dtype)
             if coll == "ring" and n <= args.scaling_time_max:
                 z = jax.random.normal(jax.random.key(0), (n, args.d), args.dtype)
-                out[n]["ring_seconds"] = _time(jax.jit(f), z, z, repeats=1)
+                out[n]["ring_seconds"] = best_seconds(jax.jit(f), z, z, repeats=1)
     print(json.dumps(out))
 
 
@@ -201,7 +188,7 @@ def scaling(args):
         seconds = "–"
         if n <= args.scaling_time_max:
             z = jax.random.normal(jax.random.key(0), (n, args.d), args.dtype)
-            t = _time(jax.jit(_grad_fn(args.block)), z, z, repeats=1)
+            t = best_seconds(jax.jit(_grad_fn(args.block)), z, z, repeats=1)
             seconds = f"{t:,.2f}" + (f" (x{t / previous[1]:.1f} for x{n / previous[0]:g} N)" if previous else "")
             previous = (n, t)
         ring_t = ring[n].get("ring_seconds")

@@ -28,7 +28,7 @@ import argparse
 import os
 import time
 
-from report import print_table
+from report import best_seconds, print_table
 
 
 def _parse():
@@ -141,18 +141,6 @@ def _estimate(name, n, matmuls, measured, rate, d):
     return matmuls * 2.0 * rows**2 * d / rate
 
 
-def _time(fn, xs, repeats):
-    import jax
-
-    jax.block_until_ready(fn(*xs))
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        jax.block_until_ready(fn(*xs))
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def main():
     args = _parse()
     import jax
@@ -171,7 +159,7 @@ def main():
                 seconds = f"not run ({_mib(temp + argument)} > half the free memory)"
             else:
                 arrays = arrays or synthetic(args, n)
-                measured[name] = (n, _time(jax.jit(fn), [arrays[k] for k in ARGUMENTS[name]], args.repeats))
+                measured[name] = (n, best_seconds(jax.jit(fn), *[arrays[k] for k in ARGUMENTS[name]], repeats=args.repeats))
                 seconds = f"{measured[name][1]:,.3f}"
             rows.append([n, name, _mib(temp), seconds])
             print(f"  N={n} {name}: temp {_mib(temp)}, {seconds}", flush=True)

@@ -1,4 +1,6 @@
-"""Plain-text tables for the benchmark scripts: one formatter, so every script prints alike."""
+"""What the benchmark scripts share: one table formatter, so every script prints alike, and one timer."""
+
+import time
 
 
 def format_table(header: list[str], rows: list[list]) -> str:
@@ -11,3 +13,17 @@ def format_table(header: list[str], rows: list[list]) -> str:
 
 def print_table(title: str, header: list[str], rows: list[list]) -> None:
     print(f"\n{title}\n{format_table(header, rows)}", flush=True)
+
+
+def best_seconds(fn, *args, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls of ``fn(*args)`` (blocking on the result), after one
+    untimed call that compiles and warms up."""
+    import jax
+
+    jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - started)
+    return best
