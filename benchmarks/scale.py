@@ -36,6 +36,8 @@ def _parse(argv=None):
     p.add_argument("--devices", type=int, default=8)
     p.add_argument("--sharded-dataset", default="synthetic-1m")
     p.add_argument("--sharded-time-sizes", default="32k,128k", help="synthetic sizes whose sharded step is also timed")
+    p.add_argument("--compute-dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="GRACE's model.compute_dtype (bfloat16: mixed precision, float32 parameters)")
     p.add_argument("--skip", default="", help="comma list of: full,sharded")
     p.add_argument("--_worker", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -46,14 +48,14 @@ def _gib(b):
 
 
 
-def grace_step(dataset: str, block: int | None, devices: int, parts: int = 0):
+def grace_step(dataset: str, block: int | None, devices: int, parts: int = 0, dtype: str = "float32"):
     """(jitted step, train state, batch, num nodes) for GRACE with its config for ``dataset``."""
     import jax
 
     from gcl_jax import data, parallel, runner, train
     from gcl_jax.methods import grace
 
-    overrides = [f"model.block_size={block or 0}", f"partition.parts={parts}"]
+    overrides = [f"model.block_size={block or 0}", f"partition.parts={parts}", f"model.compute_dtype='{dtype}'"]
     cfg = runner.resolve_config("grace", dataset, None, overrides)
     ds = data.load(dataset)
     batch_fn, steps = runner.node_batches(grace, ds, cfg, devices, seed=0)
@@ -93,19 +95,19 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def full_worker(dataset: str, block: int, steps: int) -> dict:
+def full_worker(dataset: str, block: int, steps: int, dtype: str) -> dict:
     """One dataset, in its own process so peak RSS is this run's alone."""
-    step, state, batch, n = grace_step(dataset, block, devices=1)
+    step, state, batch, n = grace_step(dataset, block, devices=1, dtype=dtype)
     compiled, blockwise = compile_step(step, state, batch)
     times = timed_steps(compiled, state, batch, steps)
-    dense_step, *_ = grace_step(dataset, None, devices=1)
+    dense_step, *_ = grace_step(dataset, None, devices=1, dtype=dtype)
     _, dense = compile_step(dense_step, state, batch)
     return {"dataset": dataset, "nodes": n, "blockwise": blockwise, "dense": dense,
             "seconds": times, "peak_rss": peak_rss()}
 
 
-def sharded_worker(dataset: str, block: int, devices: int, execute: bool) -> dict:
-    step, state, batch, n = grace_step(dataset, block, devices, parts=devices)
+def sharded_worker(dataset: str, block: int, devices: int, execute: bool, dtype: str) -> dict:
+    step, state, batch, n = grace_step(dataset, block, devices, parts=devices, dtype=dtype)
     compiled, memory = compile_step(step, state, batch)
     record = {"dataset": dataset, "nodes": n, "part_rows": int(batch.owned.shape[1]), "memory": memory}
     if execute:
@@ -117,7 +119,7 @@ def sharded_worker(dataset: str, block: int, devices: int, execute: bool) -> dic
 def _spawn(args, worker: str, devices: int = 1) -> dict:
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
     cmd = [sys.executable, __file__, "--_worker", worker, "--block", str(args.block), "--steps", str(args.steps),
-           "--devices", str(devices)]
+           "--devices", str(devices), "--compute-dtype", args.compute_dtype]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"worker {worker} failed:\n{done.stderr[-3000:]}")
@@ -131,7 +133,8 @@ def full(args):
         per_epoch = sorted(r["seconds"])[len(r["seconds"]) // 2]
         rows.append([dataset, f"{r['nodes']:,}", _gib(r["blockwise"]["total"]), _gib(r["dense"]["total"]),
                      _gib(r["peak_rss"]), f"{per_epoch:,.1f}", len(r["seconds"])])
-    print_table(f"GRACE full-graph training, blockwise InfoNCE (block {args.block}), 1 CPU device ({os.cpu_count()} cores)",
+    print_table(f"GRACE full-graph training, blockwise InfoNCE (block {args.block}), {args.compute_dtype}, "
+                f"1 CPU device ({os.cpu_count()} cores)",
            ["dataset", "nodes", "step memory (compiled)", "dense loss would need", "process peak RSS",
             "s / epoch (median)", "epochs timed"], rows)
 
@@ -146,7 +149,7 @@ def sharded(args):
         rows.append([dataset, f"{r['nodes']:,}", f"{r['part_rows']:,}", _gib(m["arguments"]), _gib(m["temp"]),
                      _gib(m["total"]), seconds])
     print_table(f"GRACE step on cluster parts, {args.devices} simulated CPU devices, ring InfoNCE over all nodes "
-           f"(block {args.block}); memory per device from the compiled program",
+           f"(block {args.block}), {args.compute_dtype}; memory per device from the compiled program",
            ["dataset", "nodes", "rows per device (padded)", "arguments", "temporaries", "total", "step s"], rows)
 
 
@@ -154,8 +157,8 @@ def main(argv=None):
     args = _parse(argv)
     if args._worker:
         kind, dataset, *rest = args._worker.split(":")
-        record = (full_worker(dataset, args.block, args.steps) if kind == "full"
-                  else sharded_worker(dataset, args.block, args.devices, rest == ["1"]))
+        record = (full_worker(dataset, args.block, args.steps, args.compute_dtype) if kind == "full"
+                  else sharded_worker(dataset, args.block, args.devices, rest == ["1"], args.compute_dtype))
         print(json.dumps(record))
         return
     skip = set(filter(None, args.skip.split(",")))

@@ -79,6 +79,30 @@ def test_blockwise_loss_equals_dense(setup):
     np.testing.assert_allclose(float(block_value), float(dense_value), rtol=1e-5)
 
 
+def test_bfloat16_compute_matches_float32_and_keeps_float32_parameters(setup):
+    """Mixed precision (GRACE's model, so GCA's too): same loss and gradients up to bf16 rounding,
+    gradients and parameters stay float32, and the compiled step keeps fewer bytes."""
+    _, graph, model, _, ts, _, _ = setup
+    model = dict(model, activation="relu")  # RReLU draws its random slopes in the compute dtype
+    method, mixed = (gca.build(dict(model, compute_dtype=dtype), graph) for dtype in ("float32", "bfloat16"))
+    key = jax.random.fold_in(ts.key, ts.step)
+    grads = [jax.jit(jax.grad(lambda p, m=m: m.loss(p, ts.state, key, graph)[0]))(ts.params) for m in (method, mixed)]
+    values = [float(jax.jit(m.loss)(ts.params, ts.state, key, graph)[0]) for m in (method, mixed)]
+    np.testing.assert_allclose(values[1], values[0], rtol=2e-2)
+    full, half = (np.concatenate([np.ravel(g) for g in jax.tree_util.tree_leaves(t)]) for t in grads)
+    assert {g.dtype for g in jax.tree_util.tree_leaves(grads[1])} == {np.dtype(np.float32)}
+    assert np.dot(full, half) / (np.linalg.norm(full) * np.linalg.norm(half)) > 0.99  # same direction
+    optimizer, _ = train.make_optimizer(0.01, STEPS)
+
+    def temp_bytes(m):
+        state = train.init_state(m, optimizer, 0, graph)
+        return jax.jit(train.make_step(m, optimizer)).lower(state, graph).compile().memory_analysis().temp_size_in_bytes
+
+    assert temp_bytes(mixed) < temp_bytes(method)
+    with pytest.raises(ValueError, match="model.compute_dtype: expected 'float32' or 'bfloat16', got 'float16'"):
+        gca.build(dict(model, compute_dtype="float16"), graph)
+
+
 @pytest.mark.parametrize("method_name, dataset", [
     ("gca", "amazon-computers"), ("gca", "amazon-photo"), ("grace", "amazon-computers"), ("grace", "amazon-photo"),
 ])

@@ -46,6 +46,7 @@ DEFAULTS = {
         "feature_weights": "binary",
         "block_size": 0,
         "pot_kappa": 0.0,  # > 0: POT's certified-compactness term (see methods/grace.py)
+        "compute_dtype": "float32",  # or "bfloat16" (see methods/grace.py)
     },
     "eval": {"protocol": "random"},
 }

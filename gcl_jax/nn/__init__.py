@@ -14,7 +14,7 @@ from gcl_jax.nn.layers import (
     Norm,
     SAGEConv,
 )
-from gcl_jax.nn.ops import propagate, segment_reduce, segment_softmax
+from gcl_jax.nn.ops import cast_floating, propagate, segment_reduce, segment_softmax
 from gcl_jax.nn.readout import READOUTS, AttentionReadout, readout
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "Norm",
     "SAGEConv",
     "bounds",
+    "cast_floating",
     "propagate",
     "readout",
     "segment_reduce",

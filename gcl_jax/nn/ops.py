@@ -64,3 +64,11 @@ def segment_reduce(
         count = jax.ops.segment_sum(mask.astype(x.dtype), segment_ids, num_segments=num_segments)
         return total / _broadcast_rows(jnp.maximum(count, 1.0), total)
     raise ValueError(f"kind: expected 'sum', 'mean' or 'max', got {kind!r}")
+
+
+def cast_floating(tree, dtype):
+    """Every floating-point leaf of ``tree`` cast to ``dtype`` (integer leaves, e.g. edge indices,
+    untouched). Mixed precision: applying a module to bf16 parameters and inputs runs it in bf16
+    (flax computes in the inputs' dtype) while the f32 master parameters get f32 gradients."""
+    dtype = jnp.dtype(dtype)
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
