@@ -20,3 +20,10 @@ def train_steps(method, optimizer, batch, steps: int, seed: int = 0):
         ts, loss, _ = step(ts, batch)
         history.append(float(loss))
     return ts0, ts, np.array(history)
+
+
+def assert_loss_decreases(history, margin: float):
+    """Every loss finite, and the last five average at least ``margin`` below the first three."""
+    history = np.asarray(history)
+    assert np.isfinite(history).all()
+    assert history[-5:].mean() < history[:3].mean() - margin

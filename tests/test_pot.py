@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import train_steps
+from helpers import assert_loss_decreases, train_steps
 
 from gcl_jax import config as config_lib
 from gcl_jax import data, train
@@ -222,7 +222,7 @@ def test_pot_term_alone_raises_the_certified_compactness():
     method = grace.build(small_model(pot_kappa=1.0, hidden=8, proj_hidden=8), graph)
     optimizer, _ = train.make_optimizer(0.01, 20)
     _, _, history = train_steps(method, optimizer, graph, 20)
-    assert history[-5:].mean() < history[:3].mean() - 0.05
+    assert_loss_decreases(history, 0.05)
 
 
 def test_pot_off_leaves_grace_unchanged():
