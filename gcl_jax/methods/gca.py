@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gcl_jax import augment
+from gcl_jax.methods import grace
 from gcl_jax.methods.grace import build_with_drop_rates
 from gcl_jax.train import Method
 
@@ -34,9 +35,7 @@ DEFAULTS = {
     "normalize_features": True,
     "checkpoint_every": 100,
     "model": {
-        "hidden": 128,
-        "proj_hidden": 128,
-        "layers": 2,
+        **grace.DEFAULTS["model"],  # the same model keys (block_size, pot_kappa, compute_dtype, ...)
         "activation": "rrelu",
         "drop_edge": [0.6, 0.3],
         "drop_feature": [0.2, 0.3],
@@ -44,9 +43,6 @@ DEFAULTS = {
         "centrality": "degree",
         "p_tau": 0.7,
         "feature_weights": "binary",
-        "block_size": 0,
-        "pot_kappa": 0.0,  # > 0: POT's certified-compactness term (see methods/grace.py)
-        "compute_dtype": "float32",  # or "bfloat16" (see methods/grace.py)
     },
     "eval": {"protocol": "random"},
 }
