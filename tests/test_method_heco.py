@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 
 from gcl_jax import data, losses, methods, runner, train
 from gcl_jax import graph as G
-from gcl_jax.eval import hetero, hetero_probe
+from gcl_jax.eval import hetero, hetero_probe, select_and_test
 from gcl_jax.methods import heco
 
 DATA = os.environ.get("GCL_JAX_DATA")
@@ -225,8 +225,8 @@ def test_auc_probabilities_come_from_the_selected_model():
     x, y, splits = synthetic_hetero(separation=1.5)
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     scores = hetero.shot_scores(x, y, splits[20], SMALL_GRID, 3)
-    test = splits[20]["test"]
-    probabilities = hetero.probe_probabilities(x, y, splits[20]["train"], test, scores["C"], SMALL_GRID, 3)
+    train, val, test = (np.asarray(splits[20][part], np.int64) for part in ("train", "val", "test"))
+    probabilities = select_and_test(x, y, [(train, val)], train, test, SMALL_GRID, 3)["test_probabilities"]
     assert 0.5 < scores["micro_f1"] < 0.99
     assert np.mean(probabilities.argmax(1) == y[test]) == pytest.approx(scores["micro_f1"])
     assert scores["auc"] == pytest.approx(hetero.one_vs_rest_auc(y[test], probabilities))

@@ -24,23 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from scipy.special import softmax
 from sklearn.metrics import roc_auc_score
 
 from gcl_jax.eval.clustering import kmeans_eval
-from gcl_jax.eval.linear import BGRL_CS, l2_normalize, select_and_test
-from gcl_jax.eval.logreg import fit_logreg_grid
+from gcl_jax.eval.linear import BGRL_CS, prepare_probe, select_and_test
 from gcl_jax.eval.result import EvalResult, summarize
 
 SHOTS = (20, 40, 60)
-
-
-def probe_probabilities(x, y, train, test, c: float, cs: Sequence[float], num_classes: int) -> np.ndarray:
-    """Class probabilities ``[len(test), K]`` of the grid model with ``C = c`` fit on ``train``: the
-    very model :func:`select_and_test` picked (the same grid solve, which is deterministic)."""
-    w, b = fit_logreg_grid(x[train], y[train], cs, num_classes)
-    index = int(np.flatnonzero(np.asarray(cs, np.float64) == c)[0])
-    return softmax(x[test] @ np.asarray(w[index]) + np.asarray(b[index]), axis=1)
 
 
 def one_vs_rest_auc(y_true, probabilities) -> float:
@@ -55,11 +45,10 @@ def shot_scores(x, y, split: Mapping[str, np.ndarray], cs: Sequence[float], num_
     """``{"macro_f1", "micro_f1", "auc", "C"}`` on one ``{"train", "val", "test"}`` split."""
     train, val, test = (np.asarray(split[part], np.int64) for part in ("train", "val", "test"))
     chosen = select_and_test(x, y, [(train, val)], train, test, cs, num_classes)
-    probabilities = probe_probabilities(x, y, train, test, chosen["C"], cs, num_classes)
     return {
         "macro_f1": chosen["macro_f1"],
         "micro_f1": chosen["accuracy"],
-        "auc": one_vs_rest_auc(y[test], probabilities),
+        "auc": one_vs_rest_auc(y[test], chosen["test_probabilities"]),
         "C": chosen["C"],
     }
 
@@ -139,15 +128,11 @@ def hetero_probe(
     ``paper_protocol`` adds ``heco_macro_f1_<k>``, ``heco_micro_f1_<k>``, ``heco_auc_<k>``: HeCo's
     own evaluation (:func:`heco_adam_probe` with ``paper_lr`` / ``paper_weight_decay``, its
     ``eva_lr`` / ``eva_wd``) on the raw embeddings."""
-    y = np.asarray(y).astype(np.int64).reshape(-1)
+    probe_x, y, num_classes = prepare_probe(x, y, normalize, None)
     raw = np.asarray(x, np.float32)
-    if raw.ndim != 2 or raw.shape[0] != y.shape[0]:
-        raise ValueError(f"need embeddings [N, D] and labels [N], got {raw.shape} and {y.shape}")
     missing = [k for k in shots if k not in splits]
     if not shots or missing:
         raise ValueError(f"shots: the dataset has splits for {sorted(splits)}, got {list(shots)}")
-    probe_x = l2_normalize(raw) if normalize else raw
-    num_classes = int(y.max()) + 1
     scores = {k: shot_scores(probe_x, y, splits[k], cs, num_classes) for k in shots}
     clusters = kmeans_eval(raw, y, seeds=(seed,), n_init=n_init)
     extra = {f"{name}_{k}": [scores[k][name]] for k in shots for name in ("macro_f1", "micro_f1", "auc")}

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from sklearn.metrics import f1_score
 
 from gcl_jax.data import splits as splits_lib
-from gcl_jax.eval.logreg import fit_logreg_grid, predict_grid
+from gcl_jax.eval.logreg import fit_logreg_grid, grid_logits, predict_grid
 from gcl_jax.eval.result import EvalResult, summarize
 
 #: BGRL's grid, ``2**-10 .. 2**10`` (nerdslab/bgrl, bgrl/logistic_regression_eval.py).
@@ -64,7 +66,8 @@ def select_and_test(
 
     The chosen C is refit on ``refit_idx`` (or reused when the only fold fits on exactly
     ``refit_idx``, the validation-set case) and scored on ``test_idx``. Ties go to the smallest C.
-    Returns ``{"accuracy", "macro_f1", "val_accuracy", "C"}``.
+    Returns ``{"accuracy", "macro_f1", "val_accuracy", "C", "test_probabilities"}``, the last the
+    chosen model's class probabilities ``[len(test_idx), K]`` (for AUC).
     """
     cs = np.asarray(cs, np.float64)
     held_scores = np.zeros(len(cs))
@@ -77,17 +80,21 @@ def select_and_test(
         final = (params[0][best:best + 1], params[1][best:best + 1])
     else:
         final = fit_logreg_grid(x[refit_idx], y[refit_idx], cs[best:best + 1], num_classes)
-    pred = np.asarray(predict_grid(final, x[test_idx]))[0]
+    logits = grid_logits(final, x[test_idx])[0]
+    pred = np.asarray(jnp.argmax(logits, axis=-1))
     y_test = y[test_idx]
     return {
         "accuracy": float(np.mean(pred == y_test)),
         "macro_f1": float(f1_score(y_test, pred, average="macro")),
         "val_accuracy": float(held_scores[best]),
         "C": float(cs[best]),
+        "test_probabilities": np.asarray(jax.nn.softmax(logits, axis=-1)),
     }
 
 
-def _prepare(x, y, normalize: bool, num_classes: int | None):
+def prepare_probe(x, y, normalize: bool, num_classes: int | None):
+    """Checked probe inputs: float32 embeddings ``[N, D]`` (l2-normalized if asked), int64 labels ``[N]``,
+    and the number of classes (``max label + 1`` unless given)."""
     x = l2_normalize(x) if normalize else np.asarray(x, np.float32)
     y = np.asarray(y).astype(np.int64).reshape(-1)
     if x.ndim != 2 or x.shape[0] != y.shape[0]:
@@ -115,7 +122,7 @@ def linear_probe(
     Result: ``metric="accuracy"``, per-split test accuracies, ``chosen=[{"C": ...}]``, and
     ``extra={"macro_f1", "val_accuracy"}``.
     """
-    x, y, k = _prepare(x, y, normalize, num_classes)
+    x, y, k = prepare_probe(x, y, normalize, num_classes)
     outcomes = []
     for s in splits:
         train, val, test = (np.asarray(s[key], np.int64) for key in ("train", "val", "test"))
@@ -156,7 +163,7 @@ def grace_probe(
     training rows. GRACE's eval.py repeats 3 times per call; ``n_splits`` sets the repeats here.
     ``metric="accuracy"`` equals GRACE's F1Mi; ``extra["macro_f1"]`` is its F1Ma.
     """
-    x, y, k = _prepare(x, y, normalize, num_classes)
+    x, y, k = prepare_probe(x, y, normalize, num_classes)
     outcomes = []
     for i in range(n_splits):
         s = split_fn(y.shape[0], seed + i)

@@ -98,7 +98,13 @@ def fit_logreg_grid(x, y, cs, num_classes: int, *, max_iter: int = 100, tol: flo
 
 
 @jax.jit
-def predict_grid(params, x):
-    """Class predictions ``[G, M]`` of every grid model ``params = (W [G,D,K], b [G,K])`` on ``x [M, D]``."""
+def grid_logits(params, x):
+    """Logits ``[G, M, K]`` of every grid model ``params = (W [G,D,K], b [G,K])`` on ``x [M, D]``."""
     w, b = params
-    return jnp.argmax(jnp.einsum("md,gdk->gmk", x, w) + b[:, None, :], axis=-1)
+    return jnp.einsum("md,gdk->gmk", x, w) + b[:, None, :]
+
+
+@jax.jit
+def predict_grid(params, x):
+    """Class predictions ``[G, M]`` of every grid model on ``x [M, D]`` (the argmax of :func:`grid_logits`)."""
+    return jnp.argmax(grid_logits(params, x), axis=-1)
