@@ -311,6 +311,15 @@ def normalize_features(graph: GraphsTuple) -> GraphsTuple:
     return graph._replace(nodes=jnp.where(sums == 0, 0.0, nodes / jnp.where(sums == 0, 1.0, sums)))
 
 
+def row_stochastic(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """Host-side: a scipy matrix's rows scaled to sum 1 (``D^-1 M``, float64); all-zero rows stay zero.
+    The sparse twin of :func:`normalize_features`, also a random-walk transition matrix."""
+    m = sp.csr_matrix(matrix, dtype=np.float64)
+    sums = np.asarray(m.sum(axis=1)).reshape(-1)
+    scale = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums != 0)
+    return sp.csr_matrix(sp.diags(scale) @ m)
+
+
 def drop_masked_edges(graph: GraphsTuple, keep_weights: bool = True) -> GraphsTuple:
     """Host-side: physically remove masked edges and fix ``n_edge`` (the one shape-changing op)."""
     weights = np.asarray(edge_weights(graph))

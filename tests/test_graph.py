@@ -258,3 +258,8 @@ def test_normalize_features_rows_sum_to_one_and_zero_rows_stay():
     nodes = np.array([[1.0, 3.0], [0.0, 0.0], [2.0, 2.0]], np.float32)
     graph = G.from_edge_index(np.array([[0], [1]]), node_features=nodes)
     np.testing.assert_allclose(np.asarray(G.normalize_features(graph).nodes), [[0.25, 0.75], [0, 0], [0.5, 0.5]])
+
+
+def test_row_stochastic_rows_sum_to_one_and_zero_rows_stay_zero():
+    m = sp.csr_matrix(np.array([[1.0, 3.0, 0.0], [0.0, 0.0, 0.0], [0.0, 2.0, 2.0]], np.float32))
+    np.testing.assert_allclose(G.row_stochastic(m).toarray(), [[0.25, 0.75, 0.0], [0.0, 0.0, 0.0], [0.0, 0.5, 0.5]])

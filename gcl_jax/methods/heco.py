@@ -67,14 +67,6 @@ heco_init = nn.initializers.variance_scaling(2.0, "fan_avg", "normal")
 # ----------------------------------------------------------------------------- host-side batch
 
 
-def row_normalized(matrix: sp.spmatrix) -> np.ndarray:
-    """Rows scaled to sum 1 (zero rows stay zero), dense float32: HeCo's ``preprocess_features``."""
-    m = sp.csr_matrix(matrix, dtype=np.float64)
-    sums = np.asarray(m.sum(axis=1)).reshape(-1)
-    scale = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums != 0)
-    return (sp.diags(scale) @ m).toarray().astype(np.float32)
-
-
 def normalized_metapath(adjacency: sp.spmatrix, dense_above: float):
     """``D^-1/2 A D^-1/2`` (row sums, no self-loops: HeCo's ``normalize_adj``) as an operator on
     ``[N, d]``: a dense ``[N, N]`` matrix when the density reaches ``dense_above``, else a graph
@@ -101,10 +93,11 @@ def neighbor_lists(incidence: sp.spmatrix, key: str) -> dict:
 
 
 def _inputs(dataset, kind: str, onehot: bool):
-    """A type's input: row-normalized features, or ids ``[N]`` for a one-hot type."""
+    """A type's input: row-normalized features (HeCo's ``preprocess_features``), or ids ``[N]`` for a
+    one-hot type."""
     if onehot or kind in dataset.featureless:
         return jnp.arange(dataset.num_nodes[kind], dtype=jnp.int32)
-    return jnp.asarray(row_normalized(dataset.features[kind]))
+    return jnp.asarray(G.row_stochastic(dataset.features[kind]).toarray(), jnp.float32)
 
 
 def dataset_batch(dataset, config: dict) -> dict:

@@ -69,8 +69,7 @@ def influence_matrix(adjacency: sp.spmatrix, order: int, cumulative: bool) -> sp
     """``A_hat^order`` or ``sum_{k=1..order} A_hat^k`` with ``A_hat = D^-1 (A + I)`` (host side)."""
     if order < 1:
         raise ValueError(f"model.order: expected a power >= 1, got {order}")
-    with_loops = sp.csr_matrix(adjacency, dtype=np.float64) + sp.identity(adjacency.shape[0], format="csr")
-    a_hat = sp.diags(1.0 / np.asarray(with_loops.sum(axis=1)).ravel()) @ with_loops
+    a_hat = G.row_stochastic(adjacency + sp.identity(adjacency.shape[0], format="csr"))
     power = total = a_hat
     for _ in range(order - 1):
         power = power @ a_hat
