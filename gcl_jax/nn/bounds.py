@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from gcl_jax import graph as G
+from gcl_jax.nn.layers import Activation
 
 
 class Interval(NamedTuple):
@@ -66,7 +67,7 @@ def activation_slopes(variables, activation: str, layers: int = 2) -> tuple:
     if activation == "leaky_relu":
         return (0.01,) * layers  # flax.linen.leaky_relu's default
     if activation == "rrelu":
-        return ((1.0 / 8.0 + 1.0 / 3.0) / 2.0,) * layers  # layers.Activation's default range
+        return ((Activation.lower + Activation.upper) / 2.0,) * layers  # its default range's mean
     if activation == "prelu":
         return tuple(variables["params"][f"act_{i}"]["PReLU_0"]["negative_slope"] for i in range(layers))
     raise ValueError(f"activation: POT bounds need relu, leaky_relu, rrelu or prelu, got {activation!r}")
