@@ -34,7 +34,7 @@ import os
 import subprocess
 import sys
 
-from report import best_seconds, print_table
+from report import best_seconds, mib, print_table
 
 
 def _parse():
@@ -56,10 +56,6 @@ def _parse():
     p.add_argument("--skip", default="", help="comma list of: memory,speed,sharded,scaling")
     p.add_argument("--_sharded-worker", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args()
-
-
-def _mib(b):
-    return f"{b / 2**20:,.1f} MiB"
 
 
 
@@ -85,10 +81,10 @@ def memory(args):
     rows = []
     for n in [int(x) for x in args.mem_sizes.split(",")]:
         blk = _temp_bytes(_grad_fn(args.block), n, args.d, args.dtype)
-        dense = (_mib(_temp_bytes(_grad_fn(None), n, args.d, args.dtype))
+        dense = (mib(_temp_bytes(_grad_fn(None), n, args.d, args.dtype))
                  if n <= args.dense_mem_max else "(not compiled)")
         nd = n * args.d * (2 if args.dtype == "bfloat16" else 4)
-        rows.append([n, args.d, args.dtype, _mib(blk), f"{blk / nd:.1f}", dense])
+        rows.append([n, args.d, args.dtype, mib(blk), f"{blk / nd:.1f}", dense])
     print_table(f"memory: value_and_grad(info_nce) temp bytes (block={args.block})",
            ["N", "d", "dtype", "blockwise", "blockwise / (N*d*itemsize)", "dense"], rows)
 
@@ -166,9 +162,9 @@ def _sharded_results(args, sizes: str) -> dict:
 def sharded(args):
     res = _sharded_results(args, str(args.sharded_n))[args.sharded_n]
     p, single = args.devices, res["single"]
-    rows = [["1 device, blockwise", _mib(single), "1.00", "1.00"]]
+    rows = [["1 device, blockwise", mib(single), "1.00", "1.00"]]
     for coll in ("ring", "all_gather"):
-        rows.append([f"{p} devices, {coll}, per device", _mib(res[coll]),
+        rows.append([f"{p} devices, {coll}, per device", mib(res[coll]),
                      f"{res[coll] / single:.3f}", f"{1 / p:.3f}"])
     print_table(f"sharded: per-device temp bytes, value_and_grad, N={args.sharded_n}, d={args.d}, "
            f"block={args.block}, {args.dtype}",
@@ -184,7 +180,7 @@ def scaling(args):
     rows, previous = [], None
     for n in sizes:
         blk = _temp_bytes(_grad_fn(args.block), n, args.d, args.dtype)
-        dense = _mib(_temp_bytes(_grad_fn(None), n, args.d, args.dtype)) if n <= args.dense_mem_max else "–"
+        dense = mib(_temp_bytes(_grad_fn(None), n, args.d, args.dtype)) if n <= args.dense_mem_max else "–"
         seconds = "–"
         if n <= args.scaling_time_max:
             z = jax.random.normal(jax.random.key(0), (n, args.d), args.dtype)
@@ -192,7 +188,7 @@ def scaling(args):
             seconds = f"{t:,.2f}" + (f" (x{t / previous[1]:.1f} for x{n / previous[0]:g} N)" if previous else "")
             previous = (n, t)
         ring_t = ring[n].get("ring_seconds")
-        rows.append([n, dense, _mib(blk), f"{blk / (n * args.d * 4):.2f}", _mib(ring[n]["ring"]), seconds,
+        rows.append([n, dense, mib(blk), f"{blk / (n * args.d * 4):.2f}", mib(ring[n]["ring"]), seconds,
                      "–" if ring_t is None else f"{ring_t:,.2f}"])
     print_table(f"scaling: InfoNCE (GRACE) value_and_grad, d={args.d}, block={args.block}, {args.dtype}; "
            f"sharded = {args.devices} simulated CPU devices sharing this CPU's cores",

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
-from report import best_seconds, print_table
+from report import best_seconds, mib, print_table
 
 
 def _parse():
@@ -43,10 +42,6 @@ def _parse():
     p.add_argument("--max-seconds", type=float, default=120.0)
     p.add_argument("--dense-max", type=int, default=100000, help="largest N whose dense InfoNCE is compiled")
     return p.parse_args()
-
-
-def _mib(b):
-    return f"{b / 2**20:,.1f} MiB"
 
 
 def _available_bytes() -> int:
@@ -124,11 +119,7 @@ def _dot_rate(d):
     import jax
 
     x = jax.random.normal(jax.random.key(0), (4096, d))
-    dot = jax.jit(lambda a: a @ a.T)
-    jax.block_until_ready(dot(x))
-    started = time.perf_counter()
-    jax.block_until_ready(dot(x))
-    return 2.0 * 4096 * 4096 * d / (time.perf_counter() - started)
+    return 2.0 * 4096 * 4096 * d / best_seconds(jax.jit(lambda a: a @ a.T), x, repeats=1)
 
 
 def _estimate(name, n, matmuls, measured, rate, d):
@@ -156,13 +147,13 @@ def main():
             if estimate > args.max_seconds:
                 seconds = f"not run (~{estimate:,.0f} s estimated)"
             elif temp + argument > _available_bytes() / 2:
-                seconds = f"not run ({_mib(temp + argument)} > half the free memory)"
+                seconds = f"not run ({mib(temp + argument)} > half the free memory)"
             else:
                 arrays = arrays or synthetic(args, n)
                 measured[name] = (n, best_seconds(jax.jit(fn), *[arrays[k] for k in ARGUMENTS[name]], repeats=args.repeats))
                 seconds = f"{measured[name][1]:,.3f}"
-            rows.append([n, name, _mib(temp), seconds])
-            print(f"  N={n} {name}: temp {_mib(temp)}, {seconds}", flush=True)
+            rows.append([n, name, mib(temp), seconds])
+            print(f"  N={n} {name}: temp {mib(temp)}, {seconds}", flush=True)
     print_table(
         f"PamC vs all-negative losses: value_and_grad, d={args.d}, {args.degree} edges/node + self-loops, "
         f"K={args.clusters}, block={args.block}, {jax.devices()[0].platform} ({os.cpu_count()} cores, "

@@ -15,6 +15,16 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
     print(f"\n{title}\n{format_table(header, rows)}", flush=True)
 
 
+def mib(nbytes) -> str:
+    """Bytes as ``1,234.5 MiB``."""
+    return f"{nbytes / 2**20:,.1f} MiB"
+
+
+def gib(nbytes) -> str:
+    """Bytes as ``1.23 GiB``."""
+    return f"{nbytes / 2**30:,.2f} GiB"
+
+
 def best_seconds(fn, *args, repeats: int) -> float:
     """Fastest of ``repeats`` timed calls of ``fn(*args)`` (blocking on the result), after one
     untimed call that compiles and warms up."""

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from report import print_table
+from report import gib, print_table
 
 
 def _parse(argv=None):
@@ -41,10 +41,6 @@ def _parse(argv=None):
     p.add_argument("--skip", default="", help="comma list of: full,sharded")
     p.add_argument("--_worker", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
-
-
-def _gib(b):
-    return f"{b / 2**30:,.2f} GiB"
 
 
 
@@ -131,8 +127,8 @@ def full(args):
     for dataset in filter(None, args.full_datasets.split(",")):
         r = _spawn(args, f"full:{dataset}")
         per_epoch = sorted(r["seconds"])[len(r["seconds"]) // 2]
-        rows.append([dataset, f"{r['nodes']:,}", _gib(r["blockwise"]["total"]), _gib(r["dense"]["total"]),
-                     _gib(r["peak_rss"]), f"{per_epoch:,.1f}", len(r["seconds"])])
+        rows.append([dataset, f"{r['nodes']:,}", gib(r["blockwise"]["total"]), gib(r["dense"]["total"]),
+                     gib(r["peak_rss"]), f"{per_epoch:,.1f}", len(r["seconds"])])
     print_table(f"GRACE full-graph training, blockwise InfoNCE (block {args.block}), {args.compute_dtype}, "
                 f"1 CPU device ({os.cpu_count()} cores)",
            ["dataset", "nodes", "step memory (compiled)", "dense loss would need", "process peak RSS",
@@ -146,8 +142,8 @@ def sharded(args):
         r = _spawn(args, f"sharded:{dataset}:{int(execute)}", devices=args.devices)
         m = r["memory"]
         seconds = f"{r['seconds'][0]:,.1f}" if "seconds" in r else "not run (compile only)"
-        rows.append([dataset, f"{r['nodes']:,}", f"{r['part_rows']:,}", _gib(m["arguments"]), _gib(m["temp"]),
-                     _gib(m["total"]), seconds])
+        rows.append([dataset, f"{r['nodes']:,}", f"{r['part_rows']:,}", gib(m["arguments"]), gib(m["temp"]),
+                     gib(m["total"]), seconds])
     print_table(f"GRACE step on cluster parts, {args.devices} simulated CPU devices, ring InfoNCE over all nodes "
            f"(block {args.block}), {args.compute_dtype}; memory per device from the compiled program",
            ["dataset", "nodes", "rows per device (padded)", "arguments", "temporaries", "total", "step s"], rows)
