@@ -26,8 +26,8 @@ BGRL (Thakoor et al., ICLR 2022, "Large-Scale Representation Learning on Graphs 
     before the update, as gcl-jax's optax chain does).
 
 Choices made to match gcl-jax rather than the official repositories (where they differ):
-every Linear weight is Glorot-uniform with zero bias (flax's ``Dense`` in gcl-jax; torch's
-default init differs); BatchNorm uses torch momentum 0.1 (gcl-jax's ``Norm``); the graph is
+every Linear weight outside GRACE's projection head is Glorot-uniform with zero bias (flax's
+``Dense`` in gcl-jax; torch's default init differs); BatchNorm uses torch momentum 0.1 (gcl-jax's ``Norm``); the graph is
 given as ``edge_index`` (both directions of each undirected edge, no self-loops: ``GCNConv`` adds
 them and normalizes ``D^-1/2 (A+I) D^-1/2`` on the edges that survive dropping). Idiomatic
 differences that remain: dropped edges are removed from ``edge_index`` here and masked (weight
@@ -111,8 +111,9 @@ class GRACE(nn.Module):
         hidden, layers = model["hidden"], model.get("layers", 2)
         widths = [2 * hidden] * (layers - 1) + [hidden]
         self.encoder = GCNEncoder(in_dim, widths, model["activation"])
-        self.projector = nn.Sequential(glorot_linear(hidden, model["proj_hidden"]), nn.ELU(),
-                                       glorot_linear(model["proj_hidden"], hidden))
+        # torch's default Linear init, as the official GRACE head and gcl-jax's ``head_init = "torch"``
+        self.projector = nn.Sequential(nn.Linear(hidden, model["proj_hidden"]), nn.ELU(),
+                                       nn.Linear(model["proj_hidden"], hidden))
         self.model = model
 
     def loss(self, x, edge_index, gen):

@@ -49,6 +49,20 @@ def _train(args) -> int:
     return 0
 
 
+def _embed_text(args) -> int:
+    import time
+
+    from gcl_jax import text
+
+    started = time.perf_counter()
+    try:
+        files = text.embed_dataset(args.dataset, root=args.root, batch_size=args.batch_size)
+    except ImportError as error:  # the text extra is missing: a user mistake, not a bug
+        return _fail(str(error))
+    print(f"embedded {args.dataset} in {time.perf_counter() - started:.1f} s: {files['nodes']}, {files['prompts']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gcl-jax", description="Graph contrastive learning in JAX.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -77,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("name", help="dataset name, e.g. cora, amazon-photo, mutag, imdb-binary")
     info.add_argument("--root", default=None, help="data root holding one folder per dataset")
     info.set_defaults(run=_data_info)
+    embed = commands.add_parser("embed-text", help="embed a text-attributed graph's texts offline (needs the text extra)")
+    embed.add_argument("dataset", help="text-attributed dataset, e.g. citeseer-tag")
+    embed.add_argument("--root", default=None, help="data root holding one folder per dataset")
+    embed.add_argument("--batch-size", type=int, default=64, help="texts per encoder call")
+    embed.set_defaults(run=_embed_text)
     return parser
 
 

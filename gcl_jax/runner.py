@@ -134,6 +134,7 @@ PROTOCOLS = {
     "hetero": lambda x, ds, seed, **o: evaluation.hetero_probe(x, ds.labels, ds.splits, seed=seed, **o),
     "clustering": _clustering,
     "ranking": lambda x, ds, seed, **o: evaluation.ranking_eval(x, ds, **o),
+    "zeroshot": lambda x, ds, seed, **o: evaluation.zeroshot_eval(x, ds, seed=seed, **o),
 }
 
 

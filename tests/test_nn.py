@@ -134,6 +134,21 @@ def test_mlp_matches_formula():
     np.testing.assert_allclose(apply(variables, x), numpy_mlp(x, params, ["Dense_0", "Dense_1"]), rtol=1e-5, atol=1e-6)
 
 
+def test_mlp_torch_initializer_draws_kernel_and_bias_within_torch_linear_bound():
+    """torch.nn.Linear's default: kernel and bias uniform in +-1/sqrt(fan_in) (GRACE's head)."""
+    x = np.zeros((2, 400), np.float32)
+    params = gnn.MLP((300, 200), initializer="torch").init(KEY, x)["params"]
+    for name, fan_in in (("Dense_0", 400), ("Dense_1", 300)):
+        for leaf in ("kernel", "bias"):
+            values = np.asarray(params[name][leaf])
+            assert np.abs(values).max() <= fan_in ** -0.5
+            assert np.abs(values).max() > 0.9 * fan_in ** -0.5  # spread over the whole range
+    glorot_bias = np.asarray(gnn.MLP((300, 5)).init(KEY, x)["params"]["Dense_0"]["bias"])
+    assert not glorot_bias.any()
+    with pytest.raises(ValueError, match="initializer"):
+        gnn.MLP((3,), initializer="he").init(KEY, x)
+
+
 # ---------------------------------------------------------------------------- encoder
 
 

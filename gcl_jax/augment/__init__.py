@@ -17,6 +17,12 @@ from gcl_jax.augment.basic import (
     subgraph_random_walk,
 )
 from gcl_jax.augment.combinators import compose, random_choice, views
+from gcl_jax.augment.communal import (
+    communal_attribute_weights,
+    communal_edge_weights,
+    community_strength,
+    detect_communities,
+)
 from gcl_jax.augment.diffusions import clear_cache, diffusion, heat, ppr
 from gcl_jax.augment.masking import mask_nodes, remask
 
@@ -24,7 +30,11 @@ __all__ = [
     "CENTRALITIES",
     "add_edges",
     "clear_cache",
+    "communal_attribute_weights",
+    "communal_edge_weights",
+    "community_strength",
     "compose",
+    "detect_communities",
     "diffusion",
     "drop_edges",
     "drop_nodes",

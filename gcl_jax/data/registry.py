@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from gcl_jax.data import hetero, planetoid, rec, shchur, synthetic, tu
+from gcl_jax.data import tag
 from gcl_jax.data.checksums import SHA256
 from gcl_jax.data.download import RemoteFile, fetch, fetch_zip_folder, user_cache_dir
 from gcl_jax.data.safeio import DatasetError
@@ -141,6 +142,8 @@ def _build_registry() -> dict[str, Entry]:
                 note="MEOW's DBLP meta-path files are published only on Baidu pan (see the MEOW README)"),
         _rec("lastfm", "adagcl_lastfm", "lastFM"),
         _rec("yelp", "adagcl_yelp", "sparse_yelp"),
+        Entry("citeseer-tag", "citeseer_tag", tag.FILES, tag.load,
+              note="TAPE's CiteSeer-Orig text files exist only in an old commit of XiaoxinHe/TAPE; see its SOURCE.md"),
     ]
     return {entry.name: entry for entry in entries}
 
@@ -222,7 +225,7 @@ def _download(entry: Entry, target: Path, names, mirror) -> None:
     marker.unlink()
 
 
-def _folder_for(entry: Entry, root, download: bool, mirror) -> tuple[Path, bool]:
+def folder_for(entry: Entry, root, download: bool, mirror) -> tuple[Path, bool]:
     """The folder holding every file of ``entry`` and whether it was just downloaded."""
     searched = search_dirs(root)
     target = download_dir(root) / entry.folder
@@ -269,7 +272,7 @@ def load(name: str, root=None, *, download: bool = True, mirror: str | None = No
     if root is not None and not Path(root).is_dir():
         raise DatasetError(f"data root {root} does not exist or is not a directory")
     entry = lookup(name, root)
-    folder, fresh = _folder_for(entry, root, download, mirror)
+    folder, fresh = folder_for(entry, root, download, mirror)
     try:
         return entry.reader(folder, entry.name)
     except DatasetError as error:

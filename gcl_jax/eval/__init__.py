@@ -27,6 +27,7 @@ from gcl_jax.eval.ranking import ranking_eval, ranking_scores
 from gcl_jax.eval.rankme import rankme
 from gcl_jax.eval.result import EvalResult, summarize
 from gcl_jax.eval.svm import GRAPHMAE_SVC_CS, INFOGRAPH_SVC_CS, svc_fold, svm_cv
+from gcl_jax.eval.zeroshot import zeroshot_eval
 
 __all__ = [
     "BGRL_CS",
@@ -57,5 +58,6 @@ __all__ = [
     "summarize",
     "svc_fold",
     "svm_cv",
+    "zeroshot_eval",
     "undirected_pairs",
 ]

@@ -23,6 +23,8 @@ statistics are psum-ed).
 ``multi_positive_info_nce`` (HeCo's cross-view loss with a positive-pair matrix) is dense only.
 """
 from .clustering import sinkhorn, swav
+from .community import (community_assignments, community_centroids, dense_community_aggregation,
+                        reweighted_cross_contrast)
 from .influence import (dec_kl, dec_target, influence_contrastive, influence_partition, influence_positives,
                         meta_node_contrastive, meta_nodes, student_t_assignments)
 from .contrastive import clip, debiased_info_nce, hard_info_nce, info_nce, nt_xent, siglip
@@ -31,6 +33,7 @@ from .multi_positive import multi_positive_info_nce
 from .mutual_info import jsd, local_global_jsd
 from .predictive import bootstrap, scaled_cosine_error
 from .redundancy import barlow_twins, cca_ssg, vicreg
+from .weighted_negatives import cluster_negative_weights, prototype_concentration, prototypical_nce, weighted_info_nce
 
 __all__ = [
     "info_nce", "nt_xent", "clip", "siglip", "debiased_info_nce", "hard_info_nce",
@@ -39,4 +42,6 @@ __all__ = [
     "swav", "sinkhorn", "multi_positive_info_nce",
     "influence_contrastive", "influence_partition", "influence_positives", "meta_node_contrastive",
     "meta_nodes", "student_t_assignments", "dec_target", "dec_kl",
+    "weighted_info_nce", "cluster_negative_weights", "prototype_concentration", "prototypical_nce",
+    "community_assignments", "community_centroids", "dense_community_aggregation", "reweighted_cross_contrast",
 ]

@@ -62,6 +62,11 @@ def _scaled_value(s, r, c, a):
     return a * s
 
 
+def _team_up_value(s, r, c):
+    """The logit with both nodes' bonuses added (CSGCL's team-up)."""
+    return s + r["bonus"] + c["bonus"]
+
+
 def _candidates(intra_view):
     """Denominator set: every column but the anchor itself (intra-view on) or
     the other view only (intra-view off)."""
@@ -86,13 +91,16 @@ def _partner(s, r, c):
     return (r["id"] == c["id"]) & (r["view"] != c["view"])
 
 
-def _two_views(z1, z2, valid, labels, axis_name):
+def _two_views(z1, z2, valid, labels, axis_name, bonus=None):
     """The views ``(z1, z2)`` and their metadata: ``id`` (global node index),
-    ``view`` (0/1), ``valid`` and optionally ``label``."""
+    ``view`` (0/1), ``valid`` and optionally ``label`` and ``bonus`` (a
+    per-node logit bonus, a constant: no gradient flows to it)."""
     n = z1.shape[0]
     base = {"id": global_ids(n, axis_name), "valid": as_valid(valid, n)}
     if labels is not None:
         base["label"] = jnp.asarray(labels, jnp.int32)
+    if bonus is not None:
+        base["bonus"] = jax.lax.stop_gradient(per_row(bonus, n))
     meta = tuple(dict(base, view=jnp.full((n,), v, jnp.int32)) for v in (0, 1))
     return (z1, z2), meta
 
@@ -128,8 +136,9 @@ def _dense_positive_mean(z1, z2, scale, pos_mask, meta, cand, symmetric):
 
 
 def _info_nce(z1, z2, scale, *, intra_view, symmetric, labels, pos_mask, valid,
-              block_size, axis_name, collective):
-    views, meta = _two_views(z1, z2, valid, labels, axis_name)
+              block_size, axis_name, collective, team_up=None):
+    views, meta = _two_views(z1, z2, valid, labels, axis_name, team_up)
+    value = identity_value if team_up is None else _team_up_value
     cand = _candidates(intra_view)
     kw = dict(pairs=_pairs(intra_view, symmetric), scale=(scale, scale), block=block_size,
               axis_name=axis_name, collective=collective)
@@ -137,17 +146,18 @@ def _info_nce(z1, z2, scale, *, intra_view, symmetric, labels, pos_mask, valid,
         if block_size is not None or axis_name is not None or labels is not None:
             raise ValueError("pos_mask (an explicit N x N mask) is dense-only; use labels "
                              "for blockwise/sharded supervised contrast")
+        if team_up is not None:
+            raise ValueError("team_up: not supported with pos_mask; use labels or the partner positives")
         stats = reduce_rows((Head("lse", identity_value, cand),), views, meta, **kw)
         pos = _dense_positive_mean(z1, z2, scale, pos_mask, meta, cand, symmetric)
     elif labels is not None:
         same = functools.partial(_and_same_label, base=cand)
-        heads = (Head("lse", identity_value, cand), Head("sum", identity_value, same),
-                 Head("sum", ones_value, same))
+        heads = (Head("lse", value, cand), Head("sum", value, same), Head("sum", ones_value, same))
         stats = reduce_rows(heads, views, meta, **kw)
         pos = (_per_anchor(stats, 1, symmetric)
                / jnp.maximum(_per_anchor(stats, 2, symmetric), 1.0))
     else:
-        heads = (Head("lse", identity_value, cand), Head("sum", identity_value, _partner))
+        heads = (Head("lse", value, cand), Head("sum", value, _partner))
         stats = reduce_rows(heads, views, meta, **kw)
         pos = _per_anchor(stats, 1, symmetric)
     lse = _per_anchor(stats, 0, symmetric)
@@ -157,7 +167,7 @@ def _info_nce(z1, z2, scale, *, intra_view, symmetric, labels, pos_mask, valid,
 
 def info_nce(z1, z2, *, temperature=0.5, intra_view=True, symmetric=True, labels=None,
              pos_mask=None, valid=None, block_size=None, axis_name=None,
-             collective="ring"):
+             collective="ring", team_up=None):
     r"""InfoNCE over two views with all in-batch negatives (GRACE / GCA form).
 
     With ``u = z / ||z||`` and ``s(a, b) = <a, b> / tau_a`` (``tau_a`` is the
@@ -185,12 +195,18 @@ def info_nce(z1, z2, *, temperature=0.5, intra_view=True, symmetric=True, labels
     node i ~ node j, applied to every view pair; dense path only) gives an
     arbitrary positive set in the same formula.
 
+    Team-up (Chen et al., IJCAI 2023, CSGCL): ``team_up`` (float ``(N,)``, the
+    local shard under ``axis_name``) is a per-node bonus ``b`` added to every
+    pair's logit, ``s(a_i, b_j) + b_i + b_j``, positives and negatives alike;
+    CSGCL's ``(cos + gamma (S_i + S_j)) / tau`` is ``team_up = gamma * S / tau``.
+    The bonus is a constant (no gradient flows to it); not with ``pos_mask``.
+
     Returns the mean over valid anchors (global under ``axis_name``).
     """
     return _info_nce(z1, z2, _inverse_temperature(temperature, valid, z1.shape[0]),
                      intra_view=intra_view, symmetric=symmetric, labels=labels,
                      pos_mask=pos_mask, valid=valid, block_size=block_size,
-                     axis_name=axis_name, collective=collective)
+                     axis_name=axis_name, collective=collective, team_up=team_up)
 
 
 def nt_xent(z1, z2, *, temperature=0.5, valid=None, block_size=None, axis_name=None,

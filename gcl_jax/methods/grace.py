@@ -47,6 +47,7 @@ DEFAULTS = {
         "drop_edge": [0.2, 0.4],
         "drop_feature": [0.3, 0.4],
         "tau": 0.4,
+        "head_init": "torch",  # torch.nn.Linear's default init, as the official GRACE/GCA projection heads
         "block_size": 0,
         "pot_kappa": 0.0,  # > 0: POT's compactness regularizer mixed in with this weight
         "compute_dtype": "float32",  # "bfloat16": encoder, head and loss inputs in bf16 (f32 parameters)
@@ -74,16 +75,24 @@ def pot_loss(encoder_vars, activation: str, graph, budgets, embeddings) -> jax.A
     return sum(terms) / len(terms)
 
 
+def projection_head(model: dict) -> MLP:
+    """GRACE's projection head ``Linear -> ELU -> Linear`` (widths ``proj_hidden``, ``hidden``),
+    initialized as ``model["head_init"]`` says (:func:`gcl_jax.nn.dense_init`)."""
+    return MLP((model["proj_hidden"], model["hidden"]), activation="elu", initializer=model["head_init"])
+
+
 def build(model: dict, sample) -> Method:
     """GRACE with uniform drop rates ``model["drop_edge"]`` / ``model["drop_feature"]`` per view."""
     return build_with_drop_rates(model, model["drop_edge"], model["drop_feature"])
 
 
-def build_with_drop_rates(model: dict, edge_p, feature_p) -> Method:
+def build_with_drop_rates(model: dict, edge_p, feature_p, schedule=None) -> Method:
     """The GRACE model with per-view drop rates: scalars (GRACE) or per-edge ``[E]`` and per-feature
-    ``[F]`` probabilities (GCA's adaptive augmentation)."""
+    ``[F]`` probabilities (GCA's adaptive augmentation). ``schedule(epoch) -> (keywords, metrics)``
+    adds epoch-dependent ``info_nce`` keywords (CSGCL's team-up bonus); the method then counts
+    epochs (from 1) in its state, so a resumed run continues the schedule."""
     encoder = GraphEncoder("gcn", encoder_widths(model["hidden"], model["layers"]), activation=model["activation"])
-    projector = MLP((model["proj_hidden"], model["hidden"]), activation="elu")
+    projector = projection_head(model)
     block_size = model["block_size"] or None
     axis_name = model.get("axis_name")  # set by the runner for multi-device training
     kappa = float(model.get("pot_kappa", 0.0))
@@ -105,7 +114,8 @@ def build_with_drop_rates(model: dict, edge_p, feature_p) -> Method:
         k_enc, k_proj = jax.random.split(key)
         enc_vars = encoder.init(k_enc, graph, train=False)
         h = encoder.apply(enc_vars, graph, train=False)
-        return {"encoder": enc_vars, "projector": projector.init(k_proj, h)}, {}
+        state = {"epoch": jnp.zeros((), jnp.int32)} if schedule else {}
+        return {"encoder": enc_vars, "projector": projector.init(k_proj, h)}, state
 
     def encode(params, key, graph, index):
         k_view, k_act = jax.random.split(key)  # k_act: RReLU's random slopes (GCA's Amazon configs)
@@ -117,14 +127,18 @@ def build_with_drop_rates(model: dict, edge_p, feature_p) -> Method:
         h1, h2 = (encode(params, k, graph, i) for i, k in enumerate(jax.random.split(key, 2)))
         proj_vars = cast_floating(params["projector"], compute_dtype)
         (z1, valid), (z2, _) = (parallel.owned_rows(projector.apply(proj_vars, h), owned, axis_name) for h in (h1, h2))
-        value = losses.info_nce(z1, z2, temperature=model["tau"], block_size=block_size, axis_name=axis_name, valid=valid)
+        if schedule:
+            state = {"epoch": state["epoch"] + 1}
+        options, metrics = schedule(state["epoch"]) if schedule else ({}, {})
+        value = losses.info_nce(z1, z2, temperature=model["tau"], block_size=block_size, axis_name=axis_name, valid=valid,
+                                **options)
         if not kappa:
-            return value, (state, {})
+            return value, (state, metrics)
         if owned is not None:
             raise ValueError("model.pot_kappa: POT needs the whole graph; remove the [partition] table")
         budgets = [bounds.drop_budget(graph, p) for p in edge_p]
         regularizer = pot_loss(params["encoder"], model["activation"], graph, budgets, (h1, h2))
-        return (1.0 - kappa) * value + kappa * regularizer, (state, {"info_nce": value, "pot": regularizer})
+        return (1.0 - kappa) * value + kappa * regularizer, (state, {**metrics, "info_nce": value, "pot": regularizer})
 
     def embed(params, state, graph):
         return encoder.apply(params["encoder"], graph, train=False)

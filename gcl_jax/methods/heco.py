@@ -92,7 +92,7 @@ def neighbor_lists(incidence: sp.spmatrix, key: str) -> dict:
     return {name: jnp.asarray(v, jnp.int32) for name, v in arrays.items()}
 
 
-def _inputs(dataset, kind: str, onehot: bool):
+def node_inputs(dataset, kind: str, onehot: bool):
     """A type's input: row-normalized features (HeCo's ``preprocess_features``), or ids ``[N]`` for a
     one-hot type."""
     if onehot or kind in dataset.featureless:
@@ -113,8 +113,8 @@ def dataset_batch(dataset, config: dict) -> dict:
             f"got {sorted(sample)}"
         )
     onehot = bool(model["onehot_neighbors"])
-    inputs = {"target": _inputs(dataset, dataset.target, False)}
-    inputs.update({key[-1]: _inputs(dataset, key[-1], onehot) for key in sample})
+    inputs = {"target": node_inputs(dataset, dataset.target, False)}
+    inputs.update({key[-1]: node_inputs(dataset, key[-1], onehot) for key in sample})
     return {
         "features": inputs,
         "metapaths": {m: normalized_metapath(a, model["dense_above"]) for m, a in dataset.metapaths.items()},

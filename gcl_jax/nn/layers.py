@@ -16,6 +16,24 @@ from gcl_jax import graph as G
 from gcl_jax.nn.ops import propagate, segment_softmax
 
 glorot = nn.initializers.glorot_uniform()
+DENSE_INITS = ("glorot", "torch")
+
+
+def dense_init(kind: str, fan_in: int) -> dict:
+    """Initializers for ``nn.Dense``: ``glorot`` (Glorot-uniform kernel, zero bias) or ``torch``
+    (``torch.nn.Linear``'s default: kernel and bias uniform in ``+-1/sqrt(fan_in)``), which the
+    official PyTorch code of GRACE-family projection heads relies on (a Glorot head with zero bias
+    collapses GCA's Amazon configs at learning rate 0.1 after one Adam step, in PyTorch as here)."""
+    if kind == "glorot":
+        return {"kernel_init": glorot}
+    if kind == "torch":
+        bound = fan_in ** -0.5
+
+        def uniform(key, shape, dtype=jnp.float32):
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+        return {"kernel_init": uniform, "bias_init": uniform}
+    raise ValueError(f"initializer: expected one of {', '.join(DENSE_INITS)}, got {kind!r}")
 
 ACTIVATIONS = ("relu", "prelu", "elu", "rrelu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity")
 NORMS = ("none", "batch", "layer")
@@ -75,20 +93,22 @@ class Norm(nn.Module):
 
 class MLP(nn.Module):
     """Dense layers with activation / norm / dropout between them: the graph-free baseline and
-    the projection heads of GRACE, BGRL, GraphCL. ``activate_last`` also activates the output."""
+    the projection heads of GRACE, BGRL, GraphCL. ``activate_last`` also activates the output;
+    ``initializer`` names the Dense initialization (:func:`dense_init`)."""
 
     widths: Sequence[int]
     activation: str = "relu"
     norm: str = "none"
     dropout: float = 0.0
     activate_last: bool = False
+    initializer: str = "glorot"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False, node_mask: jax.Array | None = None) -> jax.Array:
         last = len(self.widths) - 1
         for i, width in enumerate(self.widths):
             x = nn.Dropout(self.dropout)(x, deterministic=not train) if self.dropout else x
-            x = nn.Dense(width, kernel_init=glorot)(x)
+            x = nn.Dense(width, **dense_init(self.initializer, x.shape[-1]))(x)
             if i < last or self.activate_last:
                 x = Norm(self.norm)(x, train=train, node_mask=node_mask)
                 x = Activation(self.activation)(x, train=train)

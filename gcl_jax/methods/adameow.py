@@ -1,0 +1,74 @@
+"""AdaMEOW (Yu, Ge, Li, Zhou, IEEE TKDE 2024, "Heterogeneous Graph Contrastive Learning with
+Meta-path Contexts and Adaptively Weighted Negative Samples"): MEOW's encoder and views
+(:mod:`gcl_jax.methods.meow`) with learned instead of cluster-given negative weights.
+
+The weight of candidate ``j`` for anchor ``i`` is ``W_ij = sigmoid(MLP(f_i + c_j))`` with ``f`` the
+projected fine-grained view (the anchor), ``c`` the projected coarse view and the MLP ``Dense(16),
+tanh, Dense(1)``; the loss is :func:`gcl_jax.losses.weighted_info_nce` over all candidates, the
+positive included. No clustering and no prototypical term. The first layer acts on a sum, so it
+is applied to ``f`` and ``c`` separately (``N x 16`` each) and only the ``N x N x 16`` tanh is
+pairwise.
+
+Official code: github.com/jianxiangyu/MEOW, code_adameow/module/adameow.py (model and loss) and
+code_adameow/utils/params.py (hyperparameters). As in the official code the weights are only
+bounded by the sigmoid: nothing but the training length stops them from shrinking, which lowers
+the loss without changing the embeddings' contrast (see the configs for the epochs used).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gcl_jax import losses
+from gcl_jax.methods import meow
+from gcl_jax.train import Method
+
+LEVEL = "node"
+
+_CLUSTER_ONLY = ("clusters", "proto_weight", "kmeans_iterations")
+DEFAULTS = {
+    **meow.DEFAULTS,
+    "epochs": 300,
+    "lr": 5e-5,
+    "weight_decay": 1e-5,
+    "model": {
+        **{k: v for k, v in meow.DEFAULTS["model"].items() if k not in _CLUSTER_ONLY},
+        "tau": 1.0,
+        "dropout": 0.3,
+        "adj_mask": 0.2,
+        "top_k": 690,
+        "weigher_hidden": 16,
+    },
+}
+
+dataset_batch = meow.dataset_batch
+
+
+class NegativeWeigher(nn.Module):
+    """``W_ij = sigmoid(w2 . tanh(W1 (anchor_i + candidate_j) + b1) + b2)``, ``[N, N]``."""
+
+    hidden: int = 16
+
+    @nn.compact
+    def __call__(self, anchor: jax.Array, candidates: jax.Array) -> jax.Array:
+        first = nn.Dense(self.hidden, use_bias=False)
+        bias = self.param("bias", nn.initializers.zeros, (self.hidden,))
+        pairwise = jnp.tanh(first(anchor)[:, None, :] + first(candidates)[None, :, :] + bias)
+        return jax.nn.sigmoid(nn.Dense(1)(pairwise)[..., 0])
+
+
+def build(model: dict, sample) -> Method:
+    """AdaMEOW on a :func:`gcl_jax.methods.meow.dataset_batch` batch."""
+    weigher = NegativeWeigher(int(model["weigher_hidden"]))
+
+    def init_contrast(key, coarse, fine):
+        return weigher.init(key, fine, coarse)
+
+    def contrast(params, key, coarse, fine):
+        weights = weigher.apply(params, fine, coarse)
+        value = losses.weighted_info_nce(fine, coarse, weights, temperature=model["tau"])
+        return value, {"mean_weight": jnp.mean(weights)}
+
+    return meow.build_with_contrast(model, sample, init_contrast, contrast)
