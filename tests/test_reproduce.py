@@ -1,0 +1,35 @@
+"""experiments/reproduce.py: rows of RESULTS.md and the code commit recorded with each run."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("reproduce", ROOT / "experiments" / "reproduce.py")
+reproduce = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reproduce)
+
+
+def record(seed, score, **more):
+    return {
+        "method": "grace", "dataset": "cora", "protocol": "planetoid", "metric": "accuracy", "test_mean": score,
+        "extra": {}, "train_seconds": 10.0 + seed, "machine": "x86_64 cpu x1", "tag": "", **more,
+    }
+
+
+def test_code_commit_names_this_checkout():
+    commit = reproduce.code_commit()
+    assert commit == "?" or re.fullmatch(r"[0-9a-f]{8}\+?", commit), commit
+
+
+def test_table_row_compares_with_the_paper_and_lists_commits():
+    rows = [record(0, 0.80, commit="abcdef12"), record(1, 0.82, commit="abcdef12+"), record(2, 0.84)]
+    line = reproduce.table(rows, {"grace": {"cora": 81.9}}).splitlines()[-1]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:8] == ["grace", "cora", "planetoid", "accuracy", "81.9", "82.00 ± 1.63", "3", "+0.10"]
+    assert cells[-1] == "abcdef12, abcdef12+, –"
+
+
+def test_run_tag_reads_the_folder_suffix():
+    assert reproduce.run_tag(Path("grace-cora-pot-seed0"), {"method": "grace", "dataset": "cora"}) == "pot"
+    assert reproduce.run_tag(Path("grace-cora-seed3"), {"method": "grace", "dataset": "cora"}) == ""
