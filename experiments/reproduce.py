@@ -23,6 +23,7 @@ import numpy as np
 
 from gcl_jax import config as config_lib
 from gcl_jax import runner
+from gcl_jax.data.safeio import atomic_write
 
 HERE = Path(__file__).parent
 RUNS = HERE / "runs"
@@ -47,7 +48,7 @@ def run_cell(method: str, dataset: str, seed: int, overrides: list[str], tag: st
         return json.loads((out / "results.json").read_text())
     commit = code_commit()
     record = {**runner.run(method, dataset, seed=seed, out=out, overrides=overrides, progress=False, resume=out.exists()), "commit": commit}
-    (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write(out / "results.json", lambda handle: handle.write((json.dumps(record, indent=2) + "\n").encode()))
     return record
 
 

@@ -18,7 +18,7 @@ from gcl_jax import data
 from gcl_jax.data import DatasetError
 from gcl_jax.data.checksums import SHA256
 from gcl_jax.data.download import RemoteFile, extract_zip, fetch
-from gcl_jax.data.safeio import load_array, load_pickle
+from gcl_jax.data.safeio import atomic_write, load_array, load_pickle
 
 from test_data_loaders import TU_EDGES, write_shchur, write_tu
 
@@ -241,3 +241,17 @@ def test_offline_error_names_dirs_files_and_url(tmp_path, monkeypatch):
         data.load("coauthor-cs", root=tmp_path, download=False)
     with pytest.raises(DatasetError, match=r"data root .*nowhere does not exist"):
         data.load("cora", root=tmp_path / "nowhere")
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    path = atomic_write(tmp_path / "sub" / "cache.npy", lambda handle: np.save(handle, np.arange(3)))
+    np.testing.assert_array_equal(np.load(path), np.arange(3))
+
+    def crash(handle):
+        handle.write(b"half a file")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, crash)
+    np.testing.assert_array_equal(np.load(path), np.arange(3))
+    assert os.listdir(path.parent) == ["cache.npy"]  # the temporary file is gone too

@@ -62,6 +62,10 @@ def test_load_attaches_cached_embeddings(citeseer, cache_home):
     tag.write_cache(other, tag.DEFAULT_MODEL, nodes[:1], prompts[:1])
     with pytest.raises(DatasetError, match="other texts"):  # a stale cache is refused
         data.load("citeseer-tag", root=DATA, download=False)
+    with pytest.raises(ValueError):  # a rewrite that fails half-way leaves no record behind ...
+        tag.write_cache(citeseer, tag.DEFAULT_MODEL, nodes, np.array([["not a number"]]))
+    with pytest.raises(DatasetError, match="no cached text embeddings"):  # ... so it asks for embed-text
+        data.load("citeseer-tag", root=DATA, download=False)
 
 
 def write_tag(folder: Path, texts: str, cites: str) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from gcl_jax import graph as G
+from gcl_jax.data.safeio import atomic_write
 
 _MEMORY_CACHE: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 AUTO_EPSILONS = (1e-5, 1e-4, 1e-3, 1e-2)
@@ -144,7 +144,8 @@ def diffusion(
     if name not in _MEMORY_CACHE:
         _MEMORY_CACHE[name] = _compute(graph, kind, alpha, t, topk, eps, dense_limit, block_size, tol)
         if path is not None:
-            _atomic_save(path, *_MEMORY_CACHE[name])
+            arrays = dict(zip(("senders", "receivers", "weights"), _MEMORY_CACHE[name]))
+            atomic_write(path, lambda handle: np.savez(handle, **arrays))
     senders, receivers, weights = _MEMORY_CACHE[name]
     counts = np.bincount(np.repeat(np.arange(len(graph.n_node)), np.asarray(graph.n_node))[receivers],
                          minlength=len(graph.n_node)).astype(np.int32)
@@ -164,14 +165,6 @@ def _compute(graph, kind, alpha, t, topk, eps, dense_limit, block_size, tol):
         parts.append((s[order] + start, r[order] + start, w[order]))
     senders, receivers, weights = (np.concatenate(p) for p in zip(*parts))
     return senders.astype(np.int32), receivers.astype(np.int32), weights.astype(np.float32)
-
-
-def _atomic_save(path: Path, senders, receivers, weights) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    with os.fdopen(fd, "wb") as handle:
-        np.savez(handle, senders=senders, receivers=receivers, weights=weights)
-    os.replace(tmp, path)
 
 
 def clear_cache() -> None:

@@ -1,4 +1,4 @@
-"""Guarded readers for the raw files behind every loader.
+"""Guarded readers for the raw files behind every loader, and the atomic writer of our caches.
 
 Benchmark data still ships as Python pickles (Planetoid ``ind.*``, LightGCL ``*.pkl``, HeCo's object
 ``.npy``). ``pickle.load`` runs whatever the file names, so every pickle here goes through
@@ -12,9 +12,12 @@ from __future__ import annotations
 import codecs
 import collections
 import importlib
+import os
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,6 +25,22 @@ import scipy.sparse as sp
 
 class DatasetError(ValueError):
     """A dataset file is missing, truncated or malformed; the message names the file."""
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` through ``write(handle)`` into a temporary file beside it, renamed into place
+    only when complete: a crash leaves the old file or none, never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 # ----------------------------------------------------------------------------- restricted unpickling

@@ -26,7 +26,7 @@ from gcl_jax import graph as G
 from gcl_jax.data.build import undirected_adjacency
 from gcl_jax.data.datasets import NodeDataset
 from gcl_jax.data.download import user_cache_dir
-from gcl_jax.data.safeio import DatasetError
+from gcl_jax.data.safeio import DatasetError, atomic_write
 
 TEXTS_FILE = "citeseer_texts.txt"
 CITES_FILE = "citeseer.cites"
@@ -158,14 +158,18 @@ def cache_files(name: str, model: str) -> dict[str, Path]:
 
 
 def write_cache(tag: TextGraph, model: str, nodes: np.ndarray, prompts: np.ndarray) -> dict[str, Path]:
-    """Store embeddings of ``tag``'s texts and prompts with a record of what they embed."""
+    """Store embeddings of ``tag``'s texts and prompts with a record of what they embed.
+
+    The record goes first and comes back last, each file written atomically: an interrupted write
+    leaves no record, so :func:`read_cache` asks for ``embed-text`` again instead of reading a mix."""
     files = cache_files(tag.name, model)
-    files["nodes"].parent.mkdir(parents=True, exist_ok=True)
-    np.save(files["nodes"], np.asarray(nodes, np.float32))
-    np.save(files["prompts"], np.asarray(prompts, np.float32))
+    files["meta"].unlink(missing_ok=True)
+    for key, values in (("nodes", nodes), ("prompts", prompts)):
+        array = np.asarray(values, np.float32)
+        atomic_write(files[key], lambda handle: np.save(handle, array))
     record = {"dataset": tag.name, "model": model, "num_texts": len(tag.texts), "prompts": list(tag.prompts),
               "fingerprint": tag.fingerprint()}
-    files["meta"].write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write(files["meta"], lambda handle: handle.write((json.dumps(record, indent=2) + "\n").encode()))
     return files
 
 
