@@ -13,6 +13,9 @@ linear warm-up then cosine decay of the learning rate. Embeddings: the online en
 batch-norm statistics and the target network (its params and its own batch statistics).
 The EMA schedule runs over ``model["total_steps"]``, the run's optimizer steps, which the runner
 fills in (so ``--set epochs=N`` shortens both together).
+Sharded (``--devices N``): every device runs both networks on the whole (replicated) graph, so
+batch statistics and the EMA target update are the one-device ones; the cosine loss is averaged
+over each device's own rows and psum-ed (``losses.bootstrap`` with ``axis_name``).
 Defaults are the official Amazon-Photos config (github.com/nerdslab/bgrl, config/amazon-photos.cfg).
 """
 
@@ -20,11 +23,12 @@ from __future__ import annotations
 
 import jax
 
-from gcl_jax import augment, losses, train
+from gcl_jax import augment, losses, parallel, train
 from gcl_jax.nn import MLP, GraphEncoder
 from gcl_jax.train import Method
 
 LEVEL = "node"
+SHARDED = True  # reads model["axis_name"]: the loss's rows split across devices
 
 DEFAULTS = {
     "epochs": 10000,
@@ -52,13 +56,15 @@ def build(model: dict, sample) -> Method:
     encoder = GraphEncoder("gcn", tuple(model["encoder"]), activation=model["activation"], norm=model["norm"])
     predictor = MLP((model["predictor_hidden"], model["encoder"][-1]), activation="prelu")
     total_steps = int(model["total_steps"])
+    axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
     def view(key, graph, index):
         k_edge, k_feat = jax.random.split(key)
         dropped = augment.drop_edges(k_edge, graph, model["drop_edge"][index])
         return augment.mask_features(k_feat, dropped, model["drop_feature"][index])
 
-    def init(key, graph):
+    def init(key, batch):
+        graph, _ = parallel.local_graph(batch)
         k_online, k_target, k_pred = jax.random.split(key, 3)
         online = encoder.init(k_online, graph, train=False)
         target = encoder.init(k_target, graph, train=False)  # BGRL re-initializes the target
@@ -74,7 +80,8 @@ def build(model: dict, sample) -> Method:
         h, updated = encoder.apply(variables, graph, train=True, mutable=["batch_stats"])
         return h, updated["batch_stats"]
 
-    def loss(params, state, key, graph):
+    def loss(params, state, key, batch):
+        graph, owned = parallel.local_graph(batch)
         k1, k2 = jax.random.split(key)
         g1, g2 = view(k1, graph, 0), view(k2, graph, 1)
         # online and target both run in training mode (batch statistics of the view), as the
@@ -85,7 +92,9 @@ def build(model: dict, sample) -> Method:
         y2, t_stats = encode({"params": target["params"], "batch_stats": target.get("batch_stats", {})}, g2)
         y1, t_stats = encode({"params": target["params"], "batch_stats": t_stats}, g1)
         q1, q2 = predictor.apply(params["predictor"], h1), predictor.apply(params["predictor"], h2)
-        value = 0.5 * (losses.bootstrap(q1, y2) + losses.bootstrap(q2, y1))
+        (q1, valid), (q2, _), (y1, _), (y2, _) = (parallel.owned_rows(x, owned, axis_name) for x in (q1, q2, y1, y2))
+        value = 0.5 * (losses.bootstrap(q1, y2, valid=valid, axis_name=axis_name)
+                       + losses.bootstrap(q2, y1, valid=valid, axis_name=axis_name))
         new_target = {"params": target["params"], **({"batch_stats": t_stats} if t_stats else {})}
         return value, ({"batch_stats": stats, "target": new_target}, {})
 

@@ -13,17 +13,21 @@ for standardized views, so the shared loss is called with ``lambda_ = 2 * lambd`
 twice the reference objective plus a constant (same minimizer; Adam is invariant to the scale).
 Embeddings: the encoder's output on the whole graph. Defaults are the official Cora command
 (github.com/hengruizhang98/CCA-SSG, README.md; main.py for the flags it leaves at their defaults).
+
+Sharded (``--devices N``): every device encodes the whole graph and keeps its own rows; the loss
+psums the per-feature statistics.
 """
 
 from __future__ import annotations
 
 import jax
 
-from gcl_jax import augment, losses
+from gcl_jax import augment, losses, parallel
 from gcl_jax.nn import GraphEncoder
 from gcl_jax.train import Method
 
 LEVEL = "node"
+SHARDED = True  # reads model["axis_name"]: rows split across devices, batch statistics psum-ed
 
 DEFAULTS = {
     "epochs": 50,
@@ -51,20 +55,25 @@ def encoder_widths(hidden: int, out: int, layers: int) -> tuple[int, ...]:
 def build(model: dict, sample) -> Method:
     widths = encoder_widths(model["hidden"], model["out"], model["layers"])
     encoder = GraphEncoder("gcn", widths, activation=model["activation"], activate_last=False)
+    axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
     def view(key, graph):
         k_edge, k_feat = jax.random.split(key)
         dropped = augment.drop_edges(k_edge, graph, model["drop_edge"])
         return augment.mask_features(k_feat, dropped, model["drop_feature"])
 
-    def init(key, graph):
+    def init(key, batch):
+        graph, _ = parallel.local_graph(batch)
         return {"encoder": encoder.init(key, graph, train=False)}, {}
 
-    def loss(params, state, key, graph):
+    def loss(params, state, key, batch):
+        graph, owned = parallel.local_graph(batch)
         k_a, k_b = jax.random.split(key)
         h_a = encoder.apply(params["encoder"], view(k_a, graph), train=True)
         h_b = encoder.apply(params["encoder"], view(k_b, graph), train=True)
-        return losses.cca_ssg(h_a, h_b, lambda_=2.0 * model["lambd"]), (state, {})
+        (h_a, valid), (h_b, _) = (parallel.owned_rows(h, owned, axis_name) for h in (h_a, h_b))
+        value = losses.cca_ssg(h_a, h_b, lambda_=2.0 * model["lambd"], valid=valid, axis_name=axis_name)
+        return value, (state, {})
 
     def embed(params, state, graph):
         return encoder.apply(params["encoder"], graph, train=False)

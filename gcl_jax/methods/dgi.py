@@ -11,6 +11,10 @@ Loss: the official code's ``BCEWithLogitsLoss`` over the ``2N`` logits ``[pos, n
 ``0.5 * losses.jsd``: the same value the official script prints (not merely the same up to a
 constant). The loss is O(N), there is no N x N term, hence no ``block_size``.
 
+Sharded (``--devices N``): every device encodes the whole graph and its corruption, keeps its own
+rows (``parallel.owned_rows``), and the summary is the mean over all devices' rows (psum of sums
+and counts, :func:`global_summary`), so each device's scores and the loss equal the one-device ones.
+
 Embeddings: the encoder outputs on the clean graph. Defaults: the official execute.py
 (github.com/PetarV-/DGI): 512 units, PReLU, lr 0.001, no weight decay, no dropout, row-normalized
 features; its early stopping (patience 20 on the training loss, best-loss weights restored) is
@@ -23,12 +27,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gcl_jax import augment, losses
+from gcl_jax import augment, losses, parallel
 from gcl_jax import graph as G
-from gcl_jax.nn import GraphEncoder, readout
+from gcl_jax.losses._common import as_valid, global_mean, psum
+from gcl_jax.nn import GraphEncoder
 from gcl_jax.train import Method
 
 LEVEL = "node"
+SHARDED = True  # reads model["axis_name"]: rows, summary and loss reduced across devices
 
 DEFAULTS = {
     "epochs": 300,
@@ -67,8 +73,18 @@ class Bilinear(nn.Module):
 
 def summary(graph: G.GraphsTuple, h: jax.Array) -> jax.Array:
     """``sigmoid(mean of h)`` per graph, broadcast back to every node ``[N, D]``."""
-    s = jax.nn.sigmoid(readout(graph, h, "mean", padded=False))
-    return s[G.node_graph_ids(graph)]
+    return global_summary(h, G.node_graph_ids(graph), graph.n_node.shape[0])
+
+
+def global_summary(h: jax.Array, graph_ids: jax.Array, num_graphs: int, *, valid=None, axis_name=None) -> jax.Array:
+    """``sigmoid(mean of h)`` per graph over the ``valid`` rows of every device on ``axis_name``
+    (per-graph sums and counts psum-ed), broadcast back to this device's rows ``[n, D]``.
+
+    ``graph_ids [n]``: the graph of each local row; rows of all devices together make the graphs."""
+    valid = as_valid(valid, h.shape[0])
+    sums = psum(jax.ops.segment_sum(jnp.where(valid[:, None], h, 0.0), graph_ids, num_segments=num_graphs), axis_name)
+    counts = psum(jax.ops.segment_sum(valid.astype(h.dtype), graph_ids, num_segments=num_graphs), axis_name)
+    return jax.nn.sigmoid(sums / jnp.maximum(counts, 1.0)[:, None])[graph_ids]
 
 
 def build(model: dict, sample) -> Method:
@@ -76,23 +92,31 @@ def build(model: dict, sample) -> Method:
         "gcn", (model["hidden"],) * model["layers"], activation=model["activation"], dropout=model["dropout"]
     )
     discriminator = Bilinear()
+    axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
-    def init(key, graph):
+    def init(key, batch):
+        graph, _ = parallel.local_graph(batch)
         k_enc, k_disc = jax.random.split(key)
         enc_vars = encoder.init(k_enc, graph, train=False)
         h = encoder.apply(enc_vars, graph, train=False)
         return {"encoder": enc_vars, "discriminator": discriminator.init(k_disc, h, h)}, {}
 
-    def loss(params, state, key, graph):
+    def loss(params, state, key, batch):
+        graph, owned = parallel.local_graph(batch)
         k_shuffle, k_drop1, k_drop2 = jax.random.split(key, 3)
         corrupted = augment.shuffle_nodes(k_shuffle, graph)
         h = encoder.apply(params["encoder"], graph, train=True, rngs={"dropout": k_drop1})
         h_neg = encoder.apply(params["encoder"], corrupted, train=True, rngs={"dropout": k_drop2})
-        s = summary(graph, h)
+        (h, valid), (h_neg, _), (ids, _) = (
+            parallel.owned_rows(x, owned, axis_name) for x in (h, h_neg, G.node_graph_ids(graph))
+        )
+        valid = as_valid(valid, h.shape[0])
+        s = global_summary(h, ids, graph.n_node.shape[0], valid=valid, axis_name=axis_name)
         pos = discriminator.apply(params["discriminator"], h, s)
         neg = discriminator.apply(params["discriminator"], h_neg, s)
-        value = 0.5 * losses.jsd(pos, neg)  # == BCEWithLogits over [pos, neg] vs [1, 0]
-        metrics = {"pos_score": jnp.mean(pos), "neg_score": jnp.mean(neg)}
+        # == BCEWithLogits over [pos, neg] vs [1, 0]
+        value = 0.5 * losses.jsd(pos, neg, pos_valid=valid, neg_valid=valid, axis_name=axis_name)
+        metrics = {"pos_score": global_mean(pos, valid, axis_name), "neg_score": global_mean(neg, valid, axis_name)}
         return value, (state, metrics)
 
     def embed(params, state, graph):

@@ -7,6 +7,10 @@ masked nodes' hidden states set to 0) feed a one-layer GAT decoder that reconstr
 features; the loss is the scaled cosine error on the masked nodes only. Embeddings for evaluation
 are the encoder outputs of the unmasked graph. Defaults: the official configs.yml entry "cora"
 (github.com/THUDM/GraphMAE).
+
+Sharded (``--devices N``): every device masks (same key) and encodes the whole graph, then scores
+only its own rows; the error's mean over the masked nodes is psum-ed
+(``losses.scaled_cosine_error`` with ``axis_name``).
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gcl_jax import augment, losses
+from gcl_jax import augment, losses, parallel
 from gcl_jax import graph as G
 from gcl_jax.nn import GraphEncoder
 from gcl_jax.train import Method
 
 LEVEL = "node"
+SHARDED = True  # reads model["axis_name"]: masked rows split across devices, error mean psum-ed
 
 DEFAULTS = {
     "epochs": 1500,
@@ -58,17 +63,24 @@ def masked_reconstruction(
     replace_rate: float,
     alpha: float,
     padded: bool = False,
+    owned: jax.Array | None = None,
+    axis_name: str | None = None,
 ):
     """GraphMAE's objective, shared by the node- and graph-level variants.
 
     ``encode(graph, key)``, ``decode(graph, key)`` and ``to_decoder(h)`` are the method's networks
     (closures over their parameters). Returns ``(loss, (reconstruction [N, F], mask [N]))``.
+    With ``axis_name`` (inside ``shard_map``) the error is scored on this device's rows only and
+    averaged over all devices: its block of a replicated graph's rows, or the rows ``owned`` marks
+    when the device's graph is its own (``parallel.owned_rows``).
     """
     k_mask, k_enc, k_dec = jax.random.split(key, 3)
     masked, mask = augment.mask_nodes(k_mask, graph, token, mask_rate, replace_rate, padded=padded)
     hidden = augment.remask(to_decoder(encode(masked, k_enc)), mask)
     recon = decode(graph._replace(nodes=hidden), k_dec)
-    loss = losses.scaled_cosine_error(graph.nodes, recon, alpha=alpha, valid=mask)
+    (x, valid), (x_rec, _), (scored, _) = (parallel.owned_rows(a, owned, axis_name) for a in (graph.nodes, recon, mask))
+    scored = scored if valid is None else scored & valid
+    loss = losses.scaled_cosine_error(x, x_rec, alpha=alpha, valid=scored, axis_name=axis_name)
     return loss, (recon, mask)
 
 
@@ -91,8 +103,10 @@ def networks(model: dict, in_dim: int):
 def build(model: dict, sample) -> Method:
     in_dim = sample.nodes.shape[-1]
     encoder, to_decoder, decoder = networks(model, in_dim)
+    axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
-    def init(key, graph):
+    def init(key, batch):
+        graph, _ = parallel.local_graph(batch)
         k_enc, k_map, k_dec = jax.random.split(key, 3)
         enc_vars = encoder.init(k_enc, graph, train=False)
         h = encoder.apply(enc_vars, graph, train=False)
@@ -104,17 +118,19 @@ def build(model: dict, sample) -> Method:
         }
         return params, {}
 
-    def reconstruct(params, key, graph):
+    def reconstruct(params, key, graph, owned=None):
         return masked_reconstruction(
             key, graph, params["mask_token"],
             lambda g, k: encoder.apply(params["encoder"], g, train=True, rngs={"dropout": k}),
             lambda h: to_decoder.apply(params["to_decoder"], h),
             lambda g, k: decoder.apply(params["decoder"], g, train=True, rngs={"dropout": k}),
             mask_rate=model["mask_rate"], replace_rate=model["replace_rate"], alpha=model["alpha"],
+            owned=owned, axis_name=axis_name,
         )
 
-    def loss(params, state, key, graph):
-        value, (_, mask) = reconstruct(params, key, graph)
+    def loss(params, state, key, batch):
+        graph, owned = parallel.local_graph(batch)
+        value, (_, mask) = reconstruct(params, key, graph, owned)
         return value, (state, {"masked": jnp.sum(mask)})
 
     def embed(params, state, graph):

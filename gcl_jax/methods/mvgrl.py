@@ -20,6 +20,10 @@ no N x N term, so no ``block_size``.
 
 Embeddings: ``h1 + h2`` on the full graph (official ``embed``).
 
+Sharded (``--devices N``): every device draws the same windows (same key) and encodes all of them,
+then keeps its own rows of the batched windows (``parallel.local_rows``); each window's summary is
+the mean over all devices' rows of it (``dgi.global_summary``) and the loss's means are psum-ed.
+
 Diffusion sparsification (the official code keeps the dense matrix on Cora, and on CiteSeer
 thresholds it with the "auto" epsilon rule and min-max scales its columns): here the matrix is
 always sparsified, ``diffusion_eps`` ("auto" = MVGRL's rule, or a number) or ``diffusion_topk``
@@ -37,13 +41,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcl_jax import augment, losses
+from gcl_jax import augment, losses, parallel
 from gcl_jax import graph as G
-from gcl_jax.methods.dgi import Bilinear, summary
+from gcl_jax.losses._common import as_valid, global_mean
+from gcl_jax.methods.dgi import Bilinear, global_summary
 from gcl_jax.nn import Activation, GCNConv
 from gcl_jax.train import Method
 
 LEVEL = "node"
+SHARDED = True  # reads model["axis_name"]: each step's window rows split across devices
 
 DEFAULTS = {
     "epochs": 300,
@@ -170,6 +176,7 @@ def build(model: dict, sample) -> Method:
     enc_adj = WeightedGCN((model["hidden"],), model["activation"])
     enc_diff = WeightedGCN((model["hidden"],), model["activation"])
     discriminator = Bilinear()
+    axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
     def views(graph, key):
         """The two views (adjacency, diffusion) of this step: windows or the full graph."""
@@ -193,12 +200,19 @@ def build(model: dict, sample) -> Method:
         h2 = enc_diff.apply(params["enc_diff"], d, train=True)[-1]
         h3 = enc_adj.apply(params["enc_adj"], a._replace(nodes=shuffled), train=True)[-1]
         h4 = enc_diff.apply(params["enc_diff"], d._replace(nodes=shuffled), train=True)[-1]
-        c1, c2 = summary(a, h1), summary(d, h2)
+        (h1, valid), (h2, _), (h3, _), (h4, _), (ids, _) = (
+            parallel.local_rows(x, axis_name) for x in (h1, h2, h3, h4, G.node_graph_ids(a))
+        )
+        valid = as_valid(valid, h1.shape[0])
+        c1, c2 = (global_summary(h, ids, a.n_node.shape[0], valid=valid, axis_name=axis_name) for h in (h1, h2))
         score = lambda h, c: discriminator.apply(params["discriminator"], h, c)
         pos = jnp.concatenate([score(h2, c1), score(h1, c2)])
         neg = jnp.concatenate([score(h4, c1), score(h3, c2)])
-        value = 0.5 * losses.jsd(pos, neg)  # == BCEWithLogits over [pos, neg] vs [1, 0]
-        return value, (state, {"pos_score": jnp.mean(pos), "neg_score": jnp.mean(neg)})
+        pair_valid = jnp.concatenate([valid, valid])  # the rows of both view pairings
+        # == BCEWithLogits over [pos, neg] vs [1, 0]
+        value = 0.5 * losses.jsd(pos, neg, pos_valid=pair_valid, neg_valid=pair_valid, axis_name=axis_name)
+        metrics = {name: global_mean(x, pair_valid, axis_name) for name, x in (("pos_score", pos), ("neg_score", neg))}
+        return value, (state, metrics)
 
     def embed(params, state, graph):
         a, d = adj_full._replace(nodes=graph.nodes), diff_full._replace(nodes=graph.nodes)
