@@ -11,6 +11,14 @@ For graphs too large to encode whole on every device, a batch can instead be
 :class:`Partitioned`: each device encodes its own subgraph (built on the host by
 :mod:`gcl_jax.partition`) and owns the rows its ``owned`` mask marks.
 
+Graph-level methods use the same :class:`Partitioned` layout: a batch of ``B`` graphs is cut into
+``D`` consecutive sub-batches (``runner.EpochBatches``), and every sub-batch keeps the one-device
+batch's *graph slots* (:func:`in_slots`): graph ``p`` of the batch sits in slot ``p`` on whichever
+device holds it, the other slots empty. Per-graph randomness keyed by slot (``augment.graph_keys``,
+``augment.graph_uniforms``) then draws the same numbers on 1 and ``D`` devices; :func:`owned_graphs`
+gives a device its block of graph rows, :func:`all_graphs` every device's graph rows, and
+:func:`synced_batch_norm` batch statistics over all devices' nodes.
+
 Multi-host: every process runs the same program after :func:`initialize_distributed`; the mesh then
 spans the devices of all processes, and :func:`global_arrays` turns each process's identical copy of a
 value into one global array, which is what a jitted step over such a mesh takes as input.
@@ -18,15 +26,20 @@ value into one global array, which is what a jitted step over such a mesh takes 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import jraph
 import numpy as np
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
+
+from gcl_jax import graph as G
+from gcl_jax.losses._common import psum
 
 DATA_AXIS = "data"
 REPLICATED = PartitionSpec()
@@ -145,8 +158,9 @@ def local_rows(x: jax.Array, axis_name: str | None):
 class Partitioned(NamedTuple):
     """One subgraph per device, stacked along a leading device axis (shard it with ``P(axis)``).
 
-    ``graph``: padded subgraphs, every leaf ``[D, ...]``; ``owned``: ``[D, n_node]`` bool, True on
-    the rows a device contributes to the loss (its part's nodes, not the halo or padding).
+    ``graph``: padded subgraphs, every leaf ``[D, ...]``; ``owned``: bool, True on the rows a
+    device contributes to the loss: node-level ``[D, n_node]`` (its part's nodes, not the halo or
+    padding), graph-level ``[D, n_graph]`` (the graph slots it holds, see :func:`in_slots`).
     """
 
     graph: jraph.GraphsTuple
@@ -165,3 +179,115 @@ def local_graph(batch) -> tuple[jraph.GraphsTuple, jax.Array | None]:
 def owned_rows(x: jax.Array, owned: jax.Array | None, axis_name: str | None):
     """This device's rows of the embeddings ``x`` and their validity, for either batch layout."""
     return local_rows(x, axis_name) if owned is None else (x, owned)
+
+
+# ----------------------------------------------------------------------------- graph-level batches
+
+
+def in_slots(batch: jraph.GraphsTuple, first: int, slots: int) -> jraph.GraphsTuple:
+    """A padded batch of ``k`` graphs (host, numpy) moved to graph slots ``first .. first + k - 1``
+    of ``slots + 1``: the other slots empty, the last one holding the padding nodes and edges.
+
+    Only ``n_node`` / ``n_edge`` change (nodes and edges stay where they are), so a device's
+    sub-batch shows graph ``p`` of the whole batch in slot ``p``, as the one-device batch does.
+    """
+    n_node, n_edge = np.asarray(batch.n_node), np.asarray(batch.n_edge)
+    trailing_empty = len(n_node) - 1 - np.flatnonzero(n_node)[-1]  # jraph's empty padding graphs
+    k = len(n_node) - 1 - trailing_empty
+    if first + k > slots:
+        raise ValueError(f"in_slots: {k} graphs from slot {first} do not fit {slots} slots")
+
+    def spread(counts):
+        out = np.zeros(slots + 1, counts.dtype)
+        out[first:first + k], out[slots] = counts[:k], counts[k:].sum()
+        return out
+
+    return batch._replace(n_node=spread(n_node), n_edge=spread(n_edge))
+
+
+def with_edges(graph: jraph.GraphsTuple, n_edge: int) -> jraph.GraphsTuple:
+    """A padded batch in :func:`in_slots` layout (host, numpy) grown to ``n_edge`` edges: weight-0
+    self-loops on the first padding node, counted in the last (padding) slot, so sub-batches whose
+    host-side preparation chose different edge budgets stack."""
+    extra = n_edge - graph.senders.shape[0]
+    if extra <= 0:
+        return graph
+    pad_node = np.full(extra, np.sum(graph.n_node[:-1]), graph.senders.dtype)
+    counts = np.asarray(graph.n_edge).copy()
+    counts[-1] += extra
+    edges = np.concatenate([graph.edges, np.zeros((extra,) + graph.edges.shape[1:], graph.edges.dtype)])
+    return graph._replace(senders=np.concatenate([graph.senders, pad_node]),
+                          receivers=np.concatenate([graph.receivers, pad_node]), edges=edges, n_edge=counts)
+
+
+def _graph_block(n_slots: int, axis_name: str | None):
+    """``(start, size)`` of this device's block of the ``n_slots - 1`` real graph slots."""
+    if axis_name is None:
+        return 0, n_slots - 1
+    size = (n_slots - 1) // lax.axis_size(axis_name)
+    return lax.axis_index(axis_name) * size, size
+
+
+def owned_graphs(y: jax.Array, graph: jraph.GraphsTuple, owned: jax.Array | None, axis_name: str | None):
+    """This device's graph rows of ``y [n_graph, ...]`` and their validity: with a plain batch
+    (``owned is None``) all rows and the real-graph mask; with a :class:`Partitioned` one the
+    device's block of slots (the rows the other devices hold are theirs to contribute)."""
+    if owned is None:
+        return y, G.graph_mask(graph)
+    start, size = _graph_block(y.shape[0], axis_name)
+    return lax.dynamic_slice_in_dim(y, start, size), lax.dynamic_slice_in_dim(owned, start, size)
+
+
+def all_graphs(y: jax.Array, graph: jraph.GraphsTuple, owned: jax.Array | None, axis_name: str | None):
+    """Every device's graph rows ``[n_graph, ...]`` (the batch's, in slot order), rows of padding
+    and empty slots zero: each device zeroes the slots it does not hold and a ``psum`` adds them up
+    (a plain batch, ``owned is None``, is whole on every device: no ``psum``)."""
+    valid = G.graph_mask(graph) if owned is None else owned
+    mine = jnp.where(valid.reshape(valid.shape + (1,) * (y.ndim - 1)), y, 0.0)
+    return mine if owned is None else psum(mine, axis_name)
+
+
+@contextlib.contextmanager
+def synced_batch_norm(axis_name: str | None):
+    """Inside, every flax ``BatchNorm`` computing batch statistics takes them over the (masked)
+    rows of all devices: sums and counts ``psum``-ed, so they equal the one-device statistics of
+    the whole batch. (flax's own ``axis_name`` averages per-device means, which differs when
+    devices hold different numbers of rows.) Running averages update as in flax. No-op without
+    ``axis_name``."""
+    if axis_name is None:
+        yield
+        return
+
+    def intercept(next_fun, args, kwargs, context):
+        module = context.module
+        if not isinstance(module, nn.BatchNorm) or context.method_name != "__call__":
+            return next_fun(*args, **kwargs)
+        running = args[1] if len(args) > 1 else kwargs.get("use_running_average")
+        running = module.use_running_average if running is None else running
+        if running or module.is_initializing():
+            return next_fun(*args, **kwargs)
+        if module.axis != -1:
+            raise ValueError(f"synced_batch_norm: features must be the last axis, got axis={module.axis}")
+        return _global_batch_norm(module, args[0], kwargs.get("mask"), axis_name)
+
+    with nn.intercept_methods(intercept):
+        yield
+
+
+def _global_batch_norm(module: nn.BatchNorm, x: jax.Array, mask, axis_name: str) -> jax.Array:
+    """flax ``BatchNorm`` (fast variance ``E[x^2] - E[x]^2``) with statistics over all devices."""
+    xf = x.astype(jnp.float32)
+    mask = jnp.ones(x.shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), x.shape)
+    axes = tuple(range(x.ndim - 1))
+    count = jnp.maximum(lax.psum(jnp.sum(mask, axes, dtype=jnp.float32), axis_name), 1.0)
+    mean = lax.psum(jnp.sum(jnp.where(mask, xf, 0.0), axes), axis_name) / count
+    var = jnp.maximum(lax.psum(jnp.sum(jnp.where(mask, xf * xf, 0.0), axes), axis_name) / count - mean * mean, 0.0)
+    momentum = module.momentum
+    for name, value in (("mean", mean), ("var", var)):
+        module.put_variable("batch_stats", name, momentum * module.get_variable("batch_stats", name) + (1 - momentum) * value)
+    y = (xf - mean) * lax.rsqrt(var + module.epsilon)
+    if module.use_scale:
+        y = y * module.get_variable("params", "scale")
+    if module.use_bias:
+        y = y + module.get_variable("params", "bias")
+    return y.astype(module.dtype or x.dtype)

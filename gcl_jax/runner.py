@@ -75,21 +75,71 @@ def graph_batches(dataset, order: np.ndarray, batch_size: int, budget: tuple[int
     ]
 
 
+def _batched(dataset, indices) -> G.GraphsTuple:
+    """The graphs ``indices`` of ``dataset`` as one batch (no graphs: an empty batch)."""
+    graphs = [dataset.graphs[i] for i in indices]
+    return G.batch(graphs or [jax.tree_util.tree_map(lambda leaf: leaf[:0], dataset.graphs[0])])
+
+
+def device_batches(dataset, order: np.ndarray, batch_size: int, devices: int, budget, prepare=_identity) -> list:
+    """:func:`graph_batches` cut for ``devices``: each batch's graphs split into ``devices``
+    consecutive sub-batches of ``batch_size / devices``, each padded to ``budget``, prepared, moved
+    to the batch's graph slots (:func:`gcl_jax.parallel.in_slots`) and stacked into a
+    :class:`gcl_jax.parallel.Partitioned` whose ``owned`` marks each device's filled slots."""
+    per = batch_size // devices
+    slots = np.arange(batch_size + 1)
+    batches = []
+    for start in range(0, len(order), batch_size):
+        parts, owned = [], []
+        for first in range(0, batch_size, per):
+            chunk = order[start + first:start + first + per]
+            part = prepare(G.pad(_batched(dataset, chunk), *budget))
+            parts.append(jax.tree_util.tree_map(lambda g: parallel.in_slots(g, first, batch_size), part,
+                                                is_leaf=lambda x: isinstance(x, G.GraphsTuple)))
+            owned.append((slots >= first) & (slots < first + len(chunk)))
+        batches.append(parallel.Partitioned(partition.stack_graphs(_same_edge_counts(parts)), np.stack(owned)))
+    return batches
+
+
+def _same_edge_counts(parts: list) -> list:
+    """Prepared sub-batches with each graph of theirs grown to the largest edge count among them
+    (a host-side ``prepare_batch`` may pick its edge budget per batch, e.g. MVGRL's diffusion)."""
+    is_graph = lambda x: isinstance(x, G.GraphsTuple)
+    flat = [jax.tree_util.tree_flatten(part, is_leaf=is_graph) for part in parts]
+    widest = [max(leaves[i].senders.shape[0] for leaves, _ in flat) for i in range(len(flat[0][0]))]
+    return [jax.tree_util.tree_unflatten(tree, [parallel.with_edges(g, n) for g, n in zip(leaves, widest)])
+            for leaves, tree in flat]
+
+
 class EpochBatches:
     """``batch_fn`` for graph-level training: step ``t`` gets batch ``t % k`` of epoch ``t // k``,
-    the epoch's graph order a permutation seeded by ``(seed, epoch)``: exact on resume."""
+    the epoch's graph order a permutation seeded by ``(seed, epoch)``: exact on resume.
 
-    def __init__(self, dataset, batch_size: int, seed: int, prepare=_identity):
-        self.dataset, self.batch_size, self.seed, self.prepare = dataset, batch_size, seed, prepare
+    With ``devices`` > 1 a batch is :func:`device_batches`' stack of per-device sub-batches (the
+    same graphs in the same slots as the one-device batch); ``budget`` stays the whole batch's,
+    which evaluation uses."""
+
+    def __init__(self, dataset, batch_size: int, seed: int, prepare=_identity, devices: int = 1):
+        if batch_size % devices:
+            raise ValueError(
+                f"batch_size: {batch_size} graphs do not split evenly over --devices {devices}; "
+                f"set batch_size to a multiple of {devices}"
+            )
+        self.dataset, self.batch_size, self.seed, self.prepare, self.devices = dataset, batch_size, seed, prepare, devices
         self.budget = G.budget(dataset.graphs, batch_size)
+        self.device_budget = G.budget(dataset.graphs, batch_size // devices)
         self.steps_per_epoch = -(-len(dataset.graphs) // batch_size)
         self._epoch, self._batches = None, []
 
-    def __call__(self, step: int) -> G.GraphsTuple:
+    def __call__(self, step: int):
         epoch, index = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset.graphs))
-            self._epoch, self._batches = epoch, graph_batches(self.dataset, order, self.batch_size, self.budget, self.prepare)
+            if self.devices == 1:
+                batches = graph_batches(self.dataset, order, self.batch_size, self.budget, self.prepare)
+            else:
+                batches = device_batches(self.dataset, order, self.batch_size, self.devices, self.device_budget, self.prepare)
+            self._epoch, self._batches = epoch, batches
         return self._batches[index]
 
 
@@ -164,8 +214,9 @@ def run(
     """Train ``method`` on ``dataset``, evaluate with its standard protocol, write the run folder.
 
     ``devices`` > 1 trains data-parallel over a mesh of that many devices (node-level: the loss's
-    negatives are sharded across them); it counts the devices of all processes and defaults to 1
-    on one process, to all devices on several. Returns the ``results.json`` record: method,
+    negatives are sharded across them; graph-level: each batch's graphs are split across them,
+    ``batch_size`` a multiple of ``devices``); it counts the devices of all processes and defaults
+    to 1 on one process, to all devices on several. Returns the ``results.json`` record: method,
     dataset, metric, test_mean, test_std, seconds, ...
     """
     started = time.perf_counter()
@@ -181,10 +232,13 @@ def run(
     ds = data.load(dataset, root=root)
     if cfg.get("degree_features", False):  # graph-level data: append one-hot degrees (MVGRL's features)
         ds = tu.with_degree_features(ds)
+    data_parallel = devices > 1 or jax.process_count() > 1
+    if data_parallel and not getattr(module, "SHARDED", False):
+        raise ValueError(f"devices: {cfg['method']} does not shard its loss across devices yet; run it with --devices 1")
     if module.LEVEL == "node":
         batch_fn, steps = node_batches(module, ds, cfg, devices, seed)
     else:
-        batch_fn = EpochBatches(ds, int(cfg["batch_size"]), seed, getattr(module, "prepare_batch", _identity))
+        batch_fn = EpochBatches(ds, int(cfg["batch_size"]), seed, getattr(module, "prepare_batch", _identity), devices)
         steps = int(cfg["epochs"]) * batch_fn.steps_per_epoch
     sample = batch_fn(0)
     optimizer, lr = train.make_optimizer(
@@ -193,21 +247,19 @@ def run(
     )
     mesh = None
     train_batches = batch_fn
-    clustered = isinstance(batch_fn, partition.ClusterBatches)  # one part per device, sharded along the mesh
+    stacked = isinstance(sample, parallel.Partitioned)  # one part / sub-batch per device, sharded along the mesh
     model_cfg = {**cfg["model"], "total_steps": steps}  # schedules inside a method (BGRL's EMA) span the run
-    if devices > 1 or jax.process_count() > 1:
-        if not getattr(module, "SHARDED", False):
-            raise ValueError(f"devices: {cfg['method']} does not shard its loss across devices yet; run it with --devices 1")
+    if data_parallel:
         mesh = parallel.make_mesh(devices)
         model_cfg = {**model_cfg, "axis_name": parallel.DATA_AXIS}
-        if module.LEVEL == "node" and not clustered:  # the one training graph moves onto the mesh once, not every step
+        if module.LEVEL == "node" and not stacked:  # the one training graph moves onto the mesh once, not every step
             placed = parallel.global_arrays(sample, mesh)
             train_batches = lambda step: placed
     method_fns = module.build(model_cfg, sample)
     final = train.fit(
         method_fns, optimizer, train_batches, steps, seed=seed, out_dir=out, resume=resume,
         checkpoint_every=cfg.get("checkpoint_every", 50), learning_rate=lr, progress=progress, mesh=mesh,
-        batch_spec=jax.sharding.PartitionSpec(parallel.DATA_AXIS) if clustered else None,
+        batch_spec=jax.sharding.PartitionSpec(parallel.DATA_AXIS) if stacked else None,
     )
     train_seconds = time.perf_counter() - started
     final = jax.device_get(final)  # host copy: evaluation runs on each process's own devices

@@ -54,8 +54,14 @@ def test_train_user_errors(args, message, capsys):
 
 
 def test_devices_refused_for_methods_that_do_not_shard(tmp_path, capsys):
-    assert cli.main(["train", "infograph", "mutag", "--devices", "2", "--out", str(tmp_path), "--quiet"]) == 2
+    assert cli.main(["train", "graphmae-graph", "mutag", "--devices", "2", "--out", str(tmp_path), "--quiet"]) == 2
     assert "does not shard its loss" in capsys.readouterr().err
+
+
+def test_graph_batch_not_divisible_by_devices_is_refused(tmp_path, capsys):
+    args = ["train", "graphcl", "mutag", "--devices", "8", "--set", "batch_size=30", "--out", str(tmp_path), "--quiet"]
+    assert cli.main(args) == 2
+    assert "batch_size: 30 graphs do not split evenly over --devices 8" in capsys.readouterr().err
 
 
 def test_grace_trains_on_eight_devices_through_the_runner(tmp_path):

@@ -5,7 +5,9 @@ their incident edges masked, and the node keep-mask is returned so readouts and 
 exclude them. ``padded=True`` says the last graph is jraph padding: padding nodes are never
 dropped, shuffled, walked on or connected. Decisions taken once per graph (GRACE's column mask, a
 walk's start) use a key per graph (``graph_keys``), so every graph of a batch is augmented
-independently by one call.
+independently by one call. ``per_graph=True`` keys the node / edge drops by graph slot and
+position too (:func:`graph_uniforms`): a graph's draws then do not depend on the rest of its
+batch, which data-parallel graph-level training needs (``parallel.in_slots``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ from gcl_jax import graph as G
 def graph_keys(key: jax.Array, graph: G.GraphsTuple) -> jax.Array:
     """One key per graph ``[G]``: ``fold_in(key, graph_index)``."""
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(graph.n_node.shape[0]))
+
+
+def graph_uniforms(key: jax.Array, counts: jax.Array, total: int) -> jax.Array:
+    """One uniform draw per row of a graph-contiguous array (``counts = n_node``: nodes;
+    ``n_edge``: edges), keyed by the row's graph slot and its position inside that graph, so a
+    graph's draws do not depend on the other graphs of its batch."""
+    slot = jnp.repeat(jnp.arange(counts.shape[0]), counts, total_repeat_length=total)
+    position = jnp.arange(total) - (jnp.cumsum(counts) - counts)[slot]
+    draw = lambda s, p: jax.random.uniform(jax.random.fold_in(jax.random.fold_in(key, s), p))
+    return jax.vmap(draw)(slot, position)
 
 
 def node_offsets(graph: G.GraphsTuple) -> jax.Array:
@@ -39,11 +51,12 @@ def identity(key: jax.Array, graph: G.GraphsTuple) -> G.GraphsTuple:
     return graph
 
 
-def drop_edges(key: jax.Array, graph: G.GraphsTuple, p) -> G.GraphsTuple:
+def drop_edges(key: jax.Array, graph: G.GraphsTuple, p, *, per_graph: bool = False) -> G.GraphsTuple:
     """Mask each edge with probability ``p`` (a scalar, or ``[E]`` per-edge probabilities as from
     ``gca_edge_weights``). Directions of an undirected edge are dropped independently (GRACE)."""
-    drop = jax.random.uniform(key, graph.senders.shape) < p
-    return G.mask_edges(graph, ~drop)
+    n = graph.senders.shape[0]
+    drawn = graph_uniforms(key, graph.n_edge, n) if per_graph else jax.random.uniform(key, (n,))
+    return G.mask_edges(graph, drawn >= p)
 
 
 def add_edges(key: jax.Array, graph: G.GraphsTuple, num_new: int, *, padded: bool = False) -> G.GraphsTuple:
@@ -93,9 +106,11 @@ def dropout_features(
     return _zero_features(graph, drop, padded, 1.0 / (1.0 - p) if rescale else 1.0)
 
 
-def drop_nodes(key: jax.Array, graph: G.GraphsTuple, p: float, *, padded: bool = False):
+def drop_nodes(key: jax.Array, graph: G.GraphsTuple, p: float, *, padded: bool = False, per_graph: bool = False):
     """Drop each real node with probability ``p`` (GraphCL). Returns ``(graph, keep [N])``."""
-    keep = (jax.random.uniform(key, (G.num_nodes(graph),)) >= p) | ~G.real_node_mask(graph, padded)
+    n = G.num_nodes(graph)
+    drawn = graph_uniforms(key, graph.n_node, n) if per_graph else jax.random.uniform(key, (n,))
+    keep = (drawn >= p) | ~G.real_node_mask(graph, padded)
     return keep_nodes(graph, keep), keep
 
 

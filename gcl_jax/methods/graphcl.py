@@ -21,6 +21,14 @@ Augmentations (rates from aug.py):
   removes 10% of the edges and adds none);
 - ``mask_nodes``: a ``mask_node`` share of the nodes get features drawn from N(0.5, 0.5^2).
 
+Data parallel (``model["axis_name"]``, ``--devices``): each device encodes its sub-batch of graphs
+(:func:`gcl_jax.parallel.in_slots` layout), batch norm takes its statistics over all devices
+(:func:`gcl_jax.parallel.synced_batch_norm`), and NT-Xent contrasts every device's graphs
+(``axis_name``). Every random draw is keyed by graph slot (per-graph choices and walks by
+``augment.graph_keys``, node and edge drops with ``per_graph=True``), so 1 and
+``D`` devices see the same views. ``mask_nodes`` masks a share of the whole batch's nodes, which
+no device sees whole: it is refused under ``axis_name``.
+
 Differences from the official code: its loss is one-directional InfoNCE against the other
 view only with the positive left out of the denominator; here NT-Xent (both directions, in-view
 negatives included). Its ``drop_nodes`` / ``subgraph`` implementations keep the edges *among
@@ -33,12 +41,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gcl_jax import augment, losses
+from gcl_jax import augment, losses, parallel
 from gcl_jax import graph as G
 from gcl_jax.nn import MLP, GraphEncoder, readout
 from gcl_jax.train import Method
 
 LEVEL = "graph"
+SHARDED = True  # reads model["axis_name"]: sub-batches of graphs per device, NT-Xent and batch norm across them
 
 DEFAULTS = {
     "epochs": 20,
@@ -87,13 +96,16 @@ def augmentation(name: str, model: dict):
     """The named augmentation as a ``(key, graph) -> graph | (graph, keep)`` function on padded batches."""
     table = {
         "identity": augment.identity,
-        "drop_nodes": lambda k, g: augment.drop_nodes(k, g, model["drop_node"], padded=True),
+        "drop_nodes": lambda k, g: augment.drop_nodes(k, g, model["drop_node"], padded=True, per_graph=True),
         "subgraph": lambda k, g: augment.subgraph_random_walk(k, g, model["walk_length"], padded=True),
-        "drop_edges": lambda k, g: augment.drop_edges(k, g, model["drop_edge"]),
+        "drop_edges": lambda k, g: augment.drop_edges(k, g, model["drop_edge"], per_graph=True),
         "mask_nodes": lambda k, g: _noise_nodes(k, g, model["mask_node"]),
     }
     if name not in table:
         raise ValueError(f"augmentation: expected one of {AUGMENTATIONS}, got {name!r}")
+    if name == "mask_nodes" and model.get("axis_name") is not None:
+        raise ValueError("aug1/aug2: 'mask_nodes' masks a share of the whole batch and cannot be split across devices; "
+                         "use --devices 1 or the other augmentations")
     return table[name]
 
 
@@ -116,12 +128,14 @@ def build(model: dict, sample) -> Method:
     projector = MLP((width, width), activation="relu")
     views = (view_function(model["aug1"], model), view_function(model["aug2"], model))
     block_size = model["block_size"] or None
+    axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
     def prepare(batch):
-        return G.add_self_loops(batch) if model["self_loops"] else batch
+        graph, owned = parallel.local_graph(batch)
+        return (G.add_self_loops(graph) if model["self_loops"] else graph), owned
 
     def init(key, batch):
-        graph = prepare(batch)
+        graph, _ = prepare(batch)
         real = G.real_node_mask(graph, True)
         k_enc, k_proj = jax.random.split(key)
         variables = encoder.init(k_enc, graph, train=False, node_mask=real)
@@ -129,27 +143,29 @@ def build(model: dict, sample) -> Method:
         params = {"encoder": variables["params"], "projector": projector.init(k_proj, y)}
         return params, {"encoder": variables["batch_stats"]}
 
-    def project(params, stats, graph, keep):
-        """Train-mode graph projections of one view and the updated batch statistics."""
-        h, updates = encoder.apply(
-            {"params": params["encoder"], "batch_stats": stats}, graph, train=True, node_mask=keep,
-            mutable=["batch_stats"],
-        )
-        y = readout(graph, h, "sum", padded=True, node_mask=keep)
-        return projector.apply(params["projector"], y), updates["batch_stats"]
+    def project(params, stats, graph, keep, owned):
+        """Train-mode projections of one view's graph rows this device owns, their validity, and the
+        updated batch statistics."""
+        with parallel.synced_batch_norm(axis_name):
+            h, updates = encoder.apply(
+                {"params": params["encoder"], "batch_stats": stats}, graph, train=True, node_mask=keep,
+                mutable=["batch_stats"],
+            )
+        y, valid = parallel.owned_graphs(readout(graph, h, "sum", padded=True, node_mask=keep), graph, owned, axis_name)
+        return projector.apply(params["projector"], y), valid, updates["batch_stats"]
 
     def loss(params, state, key, batch):
-        graph = prepare(batch)
+        graph, owned = prepare(batch)
         stats = state["encoder"]
         zs = []
         for view, k in zip(views, jax.random.split(key)):
-            z, stats = project(params, stats, *view(k, graph))
+            z, valid, stats = project(params, stats, *view(k, graph), owned)
             zs.append(z)
-        value = losses.nt_xent(zs[0], zs[1], temperature=model["tau"], valid=G.graph_mask(graph), block_size=block_size)
+        value = losses.nt_xent(zs[0], zs[1], temperature=model["tau"], valid=valid, block_size=block_size, axis_name=axis_name)
         return value, ({"encoder": stats}, {})
 
     def embed(params, state, batch):
-        graph = prepare(batch)
+        graph, _ = prepare(batch)
         real = G.real_node_mask(graph, True)
         h = encoder.apply({"params": params["encoder"], "batch_stats": state["encoder"]}, graph, train=False, node_mask=real)
         return readout(graph, h, "sum", padded=True)

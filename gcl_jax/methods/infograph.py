@@ -10,21 +10,27 @@ the positive. Padding nodes are excluded; padding graphs are dropped (the traili
 their head output zeroed (see ``loss``). Embeddings for evaluation are the encoder's graph
 readouts. Defaults: the official unsupervised code (github.com/sunfanyunn/InfoGraph:
 unsupervised/arguments.py, main.py, README.md), no prior term.
+
+Data parallel (``model["axis_name"]``): each device encodes its sub-batch of graphs (batch norm
+over all devices' nodes, :func:`gcl_jax.parallel.synced_batch_norm`), the graph embeddings of all
+devices are summed into every device's copy (:func:`gcl_jax.parallel.all_graphs`: each holds its
+own slots, zeros elsewhere), and every device scores its own nodes against all of them, the JSD
+means counted over all devices (``losses.local_global_jsd`` with ``axis_name``).
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from gcl_jax import graph as G
-from gcl_jax import losses
+from gcl_jax import losses, parallel
 from gcl_jax.methods.graphcl import gin_encoder
 from gcl_jax.nn import MLP, readout
 from gcl_jax.train import Method
 
 LEVEL = "graph"
+SHARDED = True  # reads model["axis_name"]: sub-batches of graphs per device, every device's graphs gathered for the JSD
 
 DEFAULTS = {
     "epochs": 20,
@@ -53,19 +59,22 @@ class FF(nn.Module):
 def build(model: dict, sample) -> Method:
     encoder = gin_encoder(model)
     local_head, global_head = FF(), FF()
+    axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
     def representations(params, state, batch, train: bool):
         """``(nodes [N, D], graphs [G, D], batch_stats)`` from the encoder (before the heads)."""
         real = G.real_node_mask(batch, True)
         variables = {"params": params["encoder"], "batch_stats": state["encoder"]}
         if train:
-            h, updates = encoder.apply(variables, batch, train=True, node_mask=real, mutable=["batch_stats"])
+            with parallel.synced_batch_norm(axis_name):
+                h, updates = encoder.apply(variables, batch, train=True, node_mask=real, mutable=["batch_stats"])
             stats = updates["batch_stats"]
         else:
             h, stats = encoder.apply(variables, batch, train=False, node_mask=real), state["encoder"]
         return h, readout(batch, h, "sum", padded=True), stats
 
     def init(key, batch):
+        batch, _ = parallel.local_graph(batch)
         real = G.real_node_mask(batch, True)
         k_enc, k_local, k_global = jax.random.split(key, 3)
         variables = encoder.init(k_enc, batch, train=False, node_mask=real)
@@ -80,12 +89,14 @@ def build(model: dict, sample) -> Method:
 
     def loss(params, state, key, batch):
         del key  # deterministic: no augmentation, no dropout
+        batch, owned = parallel.local_graph(batch)
         h, y, stats = representations(params, state, batch, train=True)
         local = local_head.apply(params["local"], h)
         # The last graph of a padded batch is always padding: drop it (static slice). Further padding
         # graphs (a short last batch) get a zero head output: their pairs add a constant, no gradient.
-        global_ = jnp.where(G.graph_mask(batch)[:, None], global_head.apply(params["global"], y), 0.0)[:-1]
-        value = losses.local_global_jsd(local, global_, G.node_graph_ids(batch), valid=G.real_node_mask(batch, True))
+        global_ = parallel.all_graphs(global_head.apply(params["global"], y), batch, owned, axis_name)[:-1]
+        value = losses.local_global_jsd(local, global_, G.node_graph_ids(batch), valid=G.real_node_mask(batch, True),
+                                        axis_name=axis_name)
         return value, ({"encoder": stats}, {})
 
     def embed(params, state, batch):

@@ -19,6 +19,11 @@ graph's projected row is zeroed, so as a negative it adds a constant ``log 2`` p
 gradient, but ``local_global_jsd`` still divides the negative term by ``G - 1`` with ``G``
 counting the padding graph (a factor ``(G_real - 1)/(G - 1)`` on it; the shared loss has no
 graph mask). The loss is O(N G): no N x N term, no ``block_size``.
+
+Data parallel (``model["axis_name"]``): each device encodes its sub-batch of graphs (both views
+made on the host per sub-batch), the projected graph rows of all devices are summed into every
+device's copy (:func:`gcl_jax.parallel.all_graphs`), and each device scores its own nodes against
+them, the JSD means counted over all devices.
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 
-from gcl_jax import augment, losses
+from gcl_jax import augment, losses, parallel
 from gcl_jax import graph as G
 from gcl_jax.methods.mvgrl import WeightedGCN
 from gcl_jax.nn import MLP, readout
 from gcl_jax.train import Method
 
 LEVEL = "graph"
+SHARDED = True  # reads model["axis_name"]: sub-batches of graphs per device, every device's graphs gathered for the JSD
 
 ALPHA = 0.2  # MVGRL's teleport probability (utils.compute_ppr's default, used by graph/dataset.py)
 
@@ -72,8 +78,8 @@ def prepare_batch(batch: G.GraphsTuple) -> tuple[G.GraphsTuple, G.GraphsTuple]:
     batch = jax.tree_util.tree_map(np.asarray, batch)
     n_node, n_graph = int(np.sum(batch.n_node)), int(batch.n_node.shape[0])
     adj = jax.tree_util.tree_map(np.asarray, _gcn_normalize(batch))
-    graphs = jraph.unbatch_np(G.unpad(batch))
-    diff = G.batch([augment.ppr(g, alpha=ALPHA, eps=0.0) for g in graphs])
+    real = G.unpad(batch)
+    diff = G.batch([augment.ppr(g, alpha=ALPHA, eps=0.0) for g in jraph.unbatch_np(real)] or [real])  # [real]: no graphs
     n_edge = _next_power_of_two(int(np.sum(diff.n_edge)))
     diff = jax.tree_util.tree_map(np.asarray, G.pad(diff, n_node, n_edge, n_graph))
     return adj, diff._replace(nodes=adj.nodes)
@@ -95,15 +101,17 @@ def build(model: dict, sample) -> Method:
     enc_adj = WeightedGCN(widths, model["activation"])
     enc_diff = WeightedGCN(widths, model["activation"])
     node_head, graph_head = Head(model["hidden"]), Head(model["hidden"])
+    axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
-    def encode(params, enc, name, view):
+    def encode(params, enc, name, view, owned=None):
+        """Projected node rows of this device and the projected rows of every device's graphs."""
         outs = enc.apply(params[name], view)
         graphs = jnp.concatenate([readout(view, h, "sum", padded=True) for h in outs], axis=-1)
-        graphs = graph_head.apply(params["graph_head"], graphs) * G.graph_mask(view)[:, None]
+        graphs = parallel.all_graphs(graph_head.apply(params["graph_head"], graphs), view, owned, axis_name)
         return node_head.apply(params["node_head"], outs[-1]), graphs
 
     def init(key, views):
-        adj, diff = views
+        (adj, diff), _ = parallel.local_graph(views)
         k1, k2, k3, k4 = jax.random.split(key, 4)
         p_adj, p_diff = enc_adj.init(k1, adj), enc_diff.init(k2, diff)
         outs = enc_adj.apply(p_adj, adj)
@@ -113,12 +121,12 @@ def build(model: dict, sample) -> Method:
         return params, {}
 
     def loss(params, state, key, views):
-        adj, diff = views
-        local1, global1 = encode(params, enc_adj, "enc_adj", adj)
-        local2, global2 = encode(params, enc_diff, "enc_diff", diff)
+        (adj, diff), owned = parallel.local_graph(views)
+        local1, global1 = encode(params, enc_adj, "enc_adj", adj, owned)
+        local2, global2 = encode(params, enc_diff, "enc_diff", diff, owned)
         ids, valid = G.node_graph_ids(adj), G.node_mask(adj)
-        value = (losses.local_global_jsd(local1, global2, ids, valid=valid)
-                 + losses.local_global_jsd(local2, global1, ids, valid=valid))
+        value = (losses.local_global_jsd(local1, global2, ids, valid=valid, axis_name=axis_name)
+                 + losses.local_global_jsd(local2, global1, ids, valid=valid, axis_name=axis_name))
         return value, (state, {})
 
     def embed(params, state, views):
