@@ -133,6 +133,22 @@ def test_bpr_samples_are_positives_and_non_positives():
     assert len(set(zip(users, pos))) > ds.train.nnz // 2  # interactions are drawn across the whole set
 
 
+def test_user_sampler_weighs_users_equally_and_draws_each_users_items():
+    dense = np.zeros((5, 40), np.float32)
+    dense[0, :30] = 1  # one heavy user: 30 of the 34 interactions
+    dense[np.arange(1, 5), 30 + np.arange(4)] = 1
+    empty = sp.csr_matrix(dense.shape, dtype=np.float32)
+    ds = RecDataset("skewed", sp.csr_matrix(dense), empty, empty, 5, 40, bipartite_graph(sp.csr_matrix(dense)))
+    batch = lightgcn.dataset_batch(ds, {})
+    sample = jax.jit(lightgcn.sample_triples, static_argnums=(2, 3, 4))
+    users, pos, neg = (np.asarray(a) for a in sample(jax.random.PRNGKey(0), batch, 5000, 40, "users"))
+    assert dense[users, pos].all() and not dense[users, neg].any()
+    np.testing.assert_allclose(np.bincount(users, minlength=5) / 5000, 0.2, atol=0.025)  # 4 sd of a binomial
+    assert set(pos[users == 0]) == set(range(30))  # all of the heavy user's items, ~33 draws each
+    by_interaction = np.asarray(sample(jax.random.PRNGKey(0), batch, 5000, 40, "interactions")[0])
+    assert np.mean(by_interaction == 0) == pytest.approx(30 / 34, abs=0.03)
+
+
 def test_bpr_loss_matches_formula():
     rng = np.random.default_rng(0)
     u, p, n = (rng.normal(size=(7, 3)) for _ in range(3))
@@ -194,5 +210,7 @@ def test_bad_config_values_are_named():
         lightgcl.build(model_config(lightgcl, layer_combine="max"), batch)
     with pytest.raises(ValueError, match="model.init"):
         lightgcn.build(model_config(lightgcn, init="zeros"), batch)
+    with pytest.raises(ValueError, match="model.sampler"):
+        lightgcn.build(model_config(lightgcn, sampler="items"), batch)
     with pytest.raises(ValueError, match="svd_rank"):
         lightgcl.dataset_batch(ds, {"model": {"svd_rank": 50}})

@@ -12,12 +12,14 @@ of the ``layers`` layers maps ``E`` to ``E + Z + R + Z' + R'`` with four views o
   augmentation): edge ``(h, t)`` weighs ``alpha = (cos(v_h, v_t) + 1) / 2`` with ``v`` the layer's
   ``Z`` (for ``Z'``) or ``R`` (for ``R'``), divided by the sum of ``alpha`` over ``h``'s edges.
 
-The final embedding is the sum of the layers ``E^0 + ... + E^L``. The loss is BPR on it, plus
-``emb_reg`` times the squared norms of the triples' layer-0 embeddings (summed, not averaged, as in
-the official code), plus ``intent_reg (|C_u|^2 + |C_i|^2)``, plus ``lambda_contrast`` times, summed
-over layers, InfoNCE between ``Z`` (anchors) and each of ``R``, ``Z'``, ``R'``, for users and for
-items: cosine similarity over ``tau``, negatives the other view's rows, computed over the distinct
-users and distinct positive items of the step's BPR triples (the official ``torch.unique``; here a
+The final embedding is the sum of the layers ``E^0 + ... + E^L``. Training is LightGCN's
+recommender (``lightgcn.build_recommender``, with DCCF's layers as its propagation hook): BPR on the
+final embeddings plus ``emb_reg`` times the summed squared norms of the triples' layer-0 embeddings
+(the official code sums, not averages; LightGCN's ``reg`` with ``reg = 2 * batch_size * emb_reg``).
+DCCF adds ``intent_reg (|C_u|^2 + |C_i|^2)`` and ``lambda_contrast`` times, summed over layers,
+InfoNCE between ``Z`` (anchors) and each of ``R``, ``Z'``, ``R'``, for users and for items: cosine
+similarity over ``tau``, negatives the other view's rows, computed over the distinct users and
+distinct positive items of the step's BPR triples (the official ``torch.unique``; here a
 static-shape ``valid`` mask over the sorted ids) with ``losses.info_nce`` (blockwise when
 ``block_size`` > 0). ``contrast_sample`` > 0 takes those rows from the first ``contrast_sample``
 triples only (a CPU budget option; the triples are random, so this is a random subset).
@@ -25,10 +27,10 @@ triples only (a CPU budget option; the triples are random, so this is a random s
 Defaults are the official utility/parser.py: d = 32, 2 layers, K = 128 intents, lr 0.001,
 emb_reg 2.5e-5, cen_reg (``intent_reg``) 5e-3, ssl_reg (``lambda_contrast``) 0.1, temperature 1,
 10240 triples per step and 40 steps per epoch (100 epochs = 4000 steps); Xavier-normal
-initialization. ``epochs`` counts optimizer steps. Triples are LightGCN's sampler here (training
-interactions uniformly); the official sampler draws users uniformly, then one of their items.
-LightGCN's ``build_recommender`` is not reused as a whole: its propagation is fixed and its extra
-loss term does not see the step's triples, both of which DCCF needs.
+initialization; triples drawn as utility/load_data.py draws them (``sampler = "users"``: a user
+uniformly, then one of their items). ``epochs`` counts optimizer steps. On LastFM the official
+ssl_reg 0.1 lets the contrast swamp BPR and ranking stays at item-popularity level; the packaged
+configs use 0.01, chosen on validation (configs/dccf/lastfm.toml).
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ import jax.numpy as jnp
 from gcl_jax import graph as G
 from gcl_jax import losses
 from gcl_jax.methods import lightgcn
-from gcl_jax.methods.lightgcn import bpr_loss, sample_triples
 from gcl_jax.nn import propagate
 from gcl_jax.train import Method
 
@@ -64,13 +65,10 @@ DEFAULTS = {
         "tau": 1.0,
         "contrast_sample": 0,
         "block_size": 1024,
+        "sampler": "users",
     },
     "eval": {"protocol": "ranking", "k": 20},
 }
-
-#: Xavier-normal (Glorot) initialization, untruncated, as ``torch.nn.init.xavier_normal_``.
-xavier_normal = jax.nn.initializers.variance_scaling(1.0, "fan_avg", "normal")
-
 
 def intent_aware(x: jax.Array, prototypes: jax.Array) -> jax.Array:
     """Each row re-expressed over the ``[d, K]`` intent prototypes: ``softmax(x C) C^T``."""
@@ -143,40 +141,36 @@ def check(model: dict) -> None:
         raise ValueError(f"model.tau: expected a positive temperature, got {model['tau']!r}")
 
 
+def recommender_config(model: dict) -> dict:
+    """LightGCN's recommender settings for DCCF: Xavier-normal tables, layers summed, and the summed
+    ``emb_reg * sum |e0|^2`` written as LightGCN's ``reg * sum |e0|^2 / (2 * batch_size)``."""
+    return {**model, "init": "xavier_normal", "layer_combine": "sum", "reg": 2 * model["batch_size"] * model["emb_reg"]}
+
+
 def build(model: dict, sample: dict) -> Method:
-    """DCCF: intent-aware and adaptively masked propagation, BPR, regularizers and the view contrast."""
+    """DCCF: LightGCN's recommender (BPR + L2) with DCCF's layers, intent prototypes and contrast."""
     check(model)
-    num_users, num_items = (int(n) for n in sample["sizes"])
+    num_users = int(sample["sizes"][0])
     contrasted = int(model["contrast_sample"]) or int(model["batch_size"])
 
-    def init(key, batch):
-        k_users, k_items, k_user_intents, k_item_intents = jax.random.split(key, 4)
-        dim, intents = model["dim"], model["intents"]
-        embedding = jnp.concatenate([xavier_normal(k_users, (num_users, dim)), xavier_normal(k_items, (num_items, dim))])
-        return {
-            "embedding": embedding,
-            "user_intents": xavier_normal(k_user_intents, (dim, intents)),
-            "item_intents": xavier_normal(k_item_intents, (dim, intents)),
-        }, {}
+    def intent_prototypes(key):
+        k_user, k_item = jax.random.split(key)
+        shape = (model["dim"], model["intents"])
+        return {"user_intents": lightgcn.XAVIER_NORMAL(k_user, shape), "item_intents": lightgcn.XAVIER_NORMAL(k_item, shape)}
 
-    def loss(params, state, key, batch):
-        layers, views = dccf_layers(params, batch["graph"], model["layers"], num_users)
-        final = sum(layers)
-        users, positives, negatives = sample_triples(key, batch, model["batch_size"], num_items)
-        triple_rows = (users, num_users + positives, num_users + negatives)
-        bpr = bpr_loss(*(final[rows] for rows in triple_rows))
-        emb = sum(jnp.sum(params["embedding"][rows] ** 2) for rows in triple_rows)
-        intent = jnp.sum(params["user_intents"] ** 2) + jnp.sum(params["item_intents"] ** 2)
+    def propagation(params, batch):
+        return dccf_layers(params, batch["graph"], model["layers"], num_users)
+
+    def contrast_and_intent_l2(params, key, forward, batch):
+        users, positives, _ = forward.triples
         user_rows, user_valid = distinct_rows(users[:contrasted])
         item_rows, item_valid = distinct_rows(num_users + positives[:contrasted])
         contrast = sum(
-            view_contrast(layer_views, user_rows, user_valid, model) + view_contrast(layer_views, item_rows, item_valid, model)
-            for layer_views in views
+            view_contrast(views, user_rows, user_valid, model) + view_contrast(views, item_rows, item_valid, model)
+            for views in forward.aux
         )
-        value = bpr + model["emb_reg"] * emb + model["intent_reg"] * intent + model["lambda_contrast"] * contrast
-        return value, (state, {"bpr": bpr, "contrast": contrast, "emb_l2": emb, "intent_l2": intent})
+        intent = jnp.sum(params["user_intents"] ** 2) + jnp.sum(params["item_intents"] ** 2)
+        value = model["intent_reg"] * intent + model["lambda_contrast"] * contrast
+        return value, {"contrast": contrast, "intent_l2": intent}
 
-    def embed(params, state, batch):
-        return sum(dccf_layers(params, batch["graph"], model["layers"], num_users)[0])
-
-    return Method(init, loss, embed)
+    return lightgcn.build_recommender(recommender_config(model), sample, contrast_and_intent_l2, propagation, intent_prototypes)

@@ -52,6 +52,7 @@ DEFAULTS = {
         "init": "xavier",
         "batch_size": 4096,
         "reg": 0.0,
+        "sampler": "interactions",
         "svd_rank": 5,
         "tau": 0.2,
         "lambda_contrast": 0.2,
@@ -121,8 +122,8 @@ def build(model: dict, sample: dict) -> Method:
     """LightGCN + BPR with LightGCL's SVD-view contrast and L2 on all parameters."""
     num_users = int(sample["sizes"][0])
 
-    def contrast_loss(params, key, layers, batch):
-        combine = COMBINERS[model["layer_combine"]]  # checked by build_recommender
+    def contrast_loss(params, key, forward, batch):
+        combine, layers = COMBINERS[model["layer_combine"]], forward.layers  # combine: checked by build_recommender
         main = combine(layers)
         augmented = combine([layers[0]] + [svd_propagate(batch, x, num_users) for x in layers[:-1]])
         k_users, k_items = jax.random.split(key)

@@ -7,10 +7,15 @@ propagated ``layers`` times over the symmetric-normalized bipartite training gra
 ``D^-1/2 A D^-1/2`` without self-loops or weights (``graph.gcn_normalize`` + ``nn.propagate``); the
 final embedding combines the layers, their mean (LightGCN's ``alpha_k = 1 / (K + 1)``) or their sum
 (LightGCL's code). Each step draws ``batch_size`` BPR triples inside jit from the step key: training
-interactions ``(u, i)`` uniformly, and for each a negative item uniformly among the items ``u`` has
-no training interaction with (redrawn until none is a positive). The loss is BPR,
+interactions ``(u, i)`` uniformly (``sampler = "users"``: a user uniformly, then one of their items),
+and for each a negative item uniformly among the items ``u`` has no training interaction with
+(redrawn until none is a positive). The loss is BPR,
 ``-log sigmoid(e_u . e_i - e_u . e_j)`` averaged over the triples, plus LightGCN's L2 term
 ``reg * (|e0_u|^2 + |e0_i|^2 + |e0_j|^2) / (2 * batch_size)`` on the triples' layer-0 embeddings.
+
+:func:`build_recommender` is this model with three hooks, shared by LightGCL and DCCF: how the
+layer embeddings are computed from the parameters, further parameters, and a further loss term
+that sees the step's layers and BPR triples.
 
 ``epochs`` counts optimizer steps (the runner's step count for methods with a ``dataset_batch``).
 Defaults are the LightGCN paper's (d = 64, 3 layers, lr 0.001, L2 1e-4, N(0, 0.1) init) with its
@@ -18,6 +23,8 @@ official code's batch of 2048 triples (github.com/gusye1234/LightGCN-PyTorch, pa
 """
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,20 +48,27 @@ DEFAULTS = {
         "init": "normal",
         "batch_size": 2048,
         "reg": 1e-4,
+        "sampler": "interactions",
     },
     "eval": {"protocol": "ranking", "k": 20},
 }
 
+#: Xavier-normal (Glorot) initialization, untruncated, as ``torch.nn.init.xavier_normal_``.
+XAVIER_NORMAL = jax.nn.initializers.variance_scaling(1.0, "fan_avg", "normal")
+
 INITIALIZERS = {
     "normal": lambda key, rows, dim: 0.1 * jax.random.normal(key, (rows, dim)),  # LightGCN's code
     "xavier": lambda key, rows, dim: jax.nn.initializers.xavier_uniform()(key, (rows, dim)),  # LightGCL's
+    "xavier_normal": lambda key, rows, dim: XAVIER_NORMAL(key, (rows, dim)),  # DCCF's
 }
 
 
 def interaction_batch(dataset) -> dict:
     """The training data as jit-able arrays: the normalized bipartite ``graph``, the training
-    ``pairs`` ``[nnz, 2]`` (user, item) and their sorted keys ``user * items + item`` (membership
-    tests for negative sampling), plus ``sizes`` ``[users, items]`` read on the host by ``build``."""
+    ``pairs`` ``[nnz, 2]`` (user, item), their sorted keys ``user * items + item`` (membership
+    tests for negative sampling) with each user's first position in them (``user_start``, ``[users + 1]``)
+    and the ``active_users`` (those with a training interaction), plus ``sizes`` ``[users, items]``
+    read on the host by ``build``."""
     users, items = dataset.num_users, dataset.num_items
     if users * items >= np.iinfo(np.int32).max:
         raise ValueError(f"{dataset.name}: {users} users x {items} items overflows the int32 interaction keys")
@@ -63,10 +77,13 @@ def interaction_batch(dataset) -> dict:
     if len(full):
         raise ValueError(f"{dataset.name}: user {full[0]} interacted with every item; no negative exists")
     pairs = np.stack([train.row, train.col], axis=1).astype(np.int32)
+    keys = np.sort(pairs[:, 0] * items + pairs[:, 1])
     return {
         "graph": G.gcn_normalize(jax.device_put(dataset.graph), self_loops=False),
         "pairs": jnp.asarray(pairs),
-        "keys": jnp.asarray(np.sort(pairs[:, 0] * items + pairs[:, 1])),
+        "keys": jnp.asarray(keys),
+        "user_start": jnp.asarray(np.searchsorted(keys, np.arange(users + 1) * items).astype(np.int32)),
+        "active_users": jnp.asarray(np.unique(pairs[:, 0])),
         "sizes": np.array([users, items], np.int32),
     }
 
@@ -83,12 +100,29 @@ def is_training_pair(keys: jax.Array, users: jax.Array, items: jax.Array, num_it
     return keys[found] == query
 
 
-def sample_triples(key, batch: dict, size: int, num_items: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+#: How the training interactions of the BPR triples are drawn (see :func:`sample_interactions`).
+SAMPLERS = ("interactions", "users")
+
+
+def sample_interactions(key, batch: dict, size: int, num_items: int, sampler: str) -> tuple[jax.Array, jax.Array]:
+    """``size`` training interactions ``(users, items)``: drawn uniformly (``"interactions"``,
+    LightGCN's code), or a user uniformly among the active ones, then one of their items uniformly
+    (``"users"``, DCCF's code: every user weighs the same, whatever their activity)."""
+    if sampler == "interactions":
+        pairs = batch["pairs"][jax.random.randint(key, (size,), 0, batch["pairs"].shape[0])]
+        return pairs[:, 0], pairs[:, 1]
+    k_user, k_item = jax.random.split(key)
+    users = batch["active_users"][jax.random.randint(k_user, (size,), 0, batch["active_users"].shape[0])]
+    start, stop = batch["user_start"][users], batch["user_start"][users + 1]
+    return users, batch["keys"][jax.random.randint(k_item, (size,), start, stop)] % num_items
+
+
+def sample_triples(key, batch: dict, size: int, num_items: int, sampler: str = "interactions") -> tuple[jax.Array, jax.Array, jax.Array]:
     """``size`` BPR triples ``(user, positive item, negative item)``: training interactions drawn
-    uniformly, negatives uniform over each user's non-interacted items (rejection sampling)."""
+    by ``sampler`` (:data:`SAMPLERS`), negatives uniform over each user's non-interacted items
+    (rejection sampling)."""
     k_pair, k_neg = jax.random.split(key)
-    pairs = batch["pairs"][jax.random.randint(k_pair, (size,), 0, batch["pairs"].shape[0])]
-    users, positives = pairs[:, 0], pairs[:, 1]
+    users, positive_items = sample_interactions(k_pair, batch, size, num_items, sampler)
 
     def redraw(state):
         k, negatives = state
@@ -101,7 +135,7 @@ def sample_triples(key, batch: dict, size: int, num_items: int) -> tuple[jax.Arr
 
     k_first, k_loop = jax.random.split(k_neg)
     _, negatives = jax.lax.while_loop(any_positive, redraw, (k_loop, jax.random.randint(k_first, (size,), 0, num_items)))
-    return users, positives, negatives
+    return users, positive_items, negatives
 
 
 def propagation_layers(graph, x: jax.Array, layers: int) -> list[jax.Array]:
@@ -122,41 +156,68 @@ def bpr_loss(user: jax.Array, positive: jax.Array, negative: jax.Array) -> jax.A
     return jnp.mean(jax.nn.softplus(-(jnp.sum(user * positive, -1) - jnp.sum(user * negative, -1))))
 
 
-def build_recommender(model: dict, sample: dict, extra_loss=None) -> Method:
-    """The LightGCN model and BPR loss; ``extra_loss(params, key, layers, batch) -> (value, metrics)``
-    adds a method's own term (LightGCL's contrast) computed from the propagation ``layers``."""
+class Forward(NamedTuple):
+    """One training step's forward pass, as a method's extra loss term sees it."""
+
+    layers: list  # the embeddings after 0..L layers, ``[E^0, ..., E^L]``
+    aux: Any  # the propagation's by-products (DCCF's views); None for LightGCN's propagation
+    triples: tuple  # the step's BPR triples ``(users, positive items, negative items)``, item ids from 0
+
+
+def lightgcn_propagation(model: dict):
+    """LightGCN's propagation hook: ``[E^0, A E^0, ...]`` over the normalized graph, no by-products."""
+
+    def propagation(params, batch):
+        return propagation_layers(batch["graph"], params["embedding"], model["layers"]), None
+
+    return propagation
+
+
+def check_choices(model: dict) -> None:
+    """Reject an unknown ``init``, ``layer_combine`` or ``sampler``, naming the field."""
+    for field, choices in (("init", INITIALIZERS), ("layer_combine", COMBINERS), ("sampler", SAMPLERS)):
+        if model[field] not in choices:
+            raise ValueError(f"model.{field}: expected one of {', '.join(choices)}, got {model[field]!r}")
+
+
+def build_recommender(model: dict, sample: dict, extra_loss=None, propagation=None, extra_params=None) -> Method:
+    """Embeddings trained with BPR and LightGCN's batch L2 term; the hooks make the other recommenders.
+
+    - ``propagation(params, batch) -> (layers, aux)``: how ``[E^0, ..., E^L]`` come from the
+      parameters (default :func:`lightgcn_propagation`); ``aux`` is handed on to ``extra_loss``.
+    - ``extra_params(key) -> dict``: parameters beside the ``embedding`` table (DCCF's intents).
+    - ``extra_loss(params, key, forward, batch) -> (value, metrics)``: a method's own term (LightGCL's
+      or DCCF's contrast), given the step's :class:`Forward` (layers, ``aux`` and BPR triples).
+    """
     num_users, num_items = (int(n) for n in sample["sizes"])
-    if model["init"] not in INITIALIZERS:
-        raise ValueError(f"model.init: expected one of {', '.join(INITIALIZERS)}, got {model['init']!r}")
-    if model["layer_combine"] not in COMBINERS:
-        raise ValueError(f"model.layer_combine: expected one of {', '.join(COMBINERS)}, got {model['layer_combine']!r}")
+    check_choices(model)
     init_table, combine = INITIALIZERS[model["init"]], COMBINERS[model["layer_combine"]]
+    propagation = propagation or lightgcn_propagation(model)
 
     def init(key, batch):
         k_user, k_item = jax.random.split(key)
         tables = [init_table(k_user, num_users, model["dim"]), init_table(k_item, num_items, model["dim"])]
-        return {"embedding": jnp.concatenate(tables)}, {}
-
-    def layers_of(params, batch):
-        return propagation_layers(batch["graph"], params["embedding"], model["layers"])
+        extra = extra_params(jax.random.fold_in(key, 1)) if extra_params is not None else {}
+        return {"embedding": jnp.concatenate(tables), **extra}, {}
 
     def loss(params, state, key, batch):
         k_triples, k_extra = jax.random.split(key)
-        layers = layers_of(params, batch)
+        layers, aux = propagation(params, batch)
         final = combine(layers)
-        users, positives, negatives = sample_triples(k_triples, batch, model["batch_size"], num_items)
-        items = num_users + positives, num_users + negatives
+        triples = sample_triples(k_triples, batch, model["batch_size"], num_items, model["sampler"])
+        users, positive_items, negative_items = triples
+        items = num_users + positive_items, num_users + negative_items
         bpr = bpr_loss(final[users], final[items[0]], final[items[1]])
         ego = params["embedding"]
         l2 = (jnp.sum(ego[users] ** 2) + jnp.sum(ego[items[0]] ** 2) + jnp.sum(ego[items[1]] ** 2)) / (2 * model["batch_size"])
         value, metrics = bpr + model["reg"] * l2, {"bpr": bpr}
         if extra_loss is not None:
-            extra, extra_metrics = extra_loss(params, k_extra, layers, batch)
+            extra, extra_metrics = extra_loss(params, k_extra, Forward(layers, aux, triples), batch)
             value, metrics = value + extra, {**metrics, **extra_metrics}
         return value, (state, metrics)
 
     def embed(params, state, batch):
-        return combine(layers_of(params, batch))
+        return combine(propagation(params, batch)[0])
 
     return Method(init, loss, embed)
 
