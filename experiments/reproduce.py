@@ -23,7 +23,7 @@ import numpy as np
 
 from gcl_jax import config as config_lib
 from gcl_jax import runner
-from gcl_jax.data.safeio import atomic_write
+from gcl_jax.data.safeio import atomic_write_text
 
 HERE = Path(__file__).parent
 RUNS = HERE / "runs"
@@ -48,7 +48,7 @@ def run_cell(method: str, dataset: str, seed: int, overrides: list[str], tag: st
         return json.loads((out / "results.json").read_text())
     commit = code_commit()
     record = {**runner.run(method, dataset, seed=seed, out=out, overrides=overrides, progress=False, resume=out.exists()), "commit": commit}
-    atomic_write(out / "results.json", lambda handle: handle.write((json.dumps(record, indent=2) + "\n").encode()))
+    atomic_write_text(out / "results.json", json.dumps(record, indent=2) + "\n")
     return record
 
 

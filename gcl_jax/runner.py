@@ -23,6 +23,7 @@ import numpy as np
 from gcl_jax import config as config_lib
 from gcl_jax import data, eval as evaluation, graph as G, methods, parallel, partition, plots, train
 from gcl_jax.data import tu
+from gcl_jax.data.safeio import atomic_write_text
 
 
 def resolve_config(method: str, dataset: str, config_file: str | None, overrides: Sequence[str]) -> dict[str, Any]:
@@ -227,7 +228,7 @@ def run(
     out = Path(out or f"runs/{cfg['method']}-{dataset}-seed{seed}")
     out.mkdir(parents=True, exist_ok=True)
     if primary:
-        (out / "config.toml").write_text(config_lib.to_toml(cfg))
+        atomic_write_text(out / "config.toml", config_lib.to_toml(cfg))
 
     ds = data.load(dataset, root=root)
     if cfg.get("degree_features", False):  # graph-level data: append one-hot degrees (MVGRL's features)
@@ -280,7 +281,7 @@ def run(
     }
     if not primary:
         return record
-    (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(out / "results.json", json.dumps(record, indent=2) + "\n")
     if plot:
         plots.loss_curve(out / "metrics.jsonl", out / "loss.png")
         if getattr(ds, "labels", None) is not None:  # user-item data has no labels to colour by

@@ -43,6 +43,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
+def atomic_write_text(path: Path, text: str) -> Path:
+    """:func:`atomic_write` of a UTF-8 text file (configs, records)."""
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
 # ----------------------------------------------------------------------------- restricted unpickling
 
 

@@ -26,7 +26,7 @@ from gcl_jax import graph as G
 from gcl_jax.data.build import undirected_adjacency
 from gcl_jax.data.datasets import NodeDataset
 from gcl_jax.data.download import user_cache_dir
-from gcl_jax.data.safeio import DatasetError, atomic_write
+from gcl_jax.data.safeio import DatasetError, atomic_write, atomic_write_text
 
 TEXTS_FILE = "citeseer_texts.txt"
 CITES_FILE = "citeseer.cites"
@@ -169,7 +169,7 @@ def write_cache(tag: TextGraph, model: str, nodes: np.ndarray, prompts: np.ndarr
         atomic_write(files[key], lambda handle: np.save(handle, array))
     record = {"dataset": tag.name, "model": model, "num_texts": len(tag.texts), "prompts": list(tag.prompts),
               "fingerprint": tag.fingerprint()}
-    atomic_write(files["meta"], lambda handle: handle.write((json.dumps(record, indent=2) + "\n").encode()))
+    atomic_write_text(files["meta"], json.dumps(record, indent=2) + "\n")
     return files
 
 
