@@ -1,7 +1,7 @@
-"""GRACE and BGRL in PyTorch + PyTorch Geometric: the reference side of ``side_by_side.py``.
+"""GRACE, GCA and BGRL in PyTorch + PyTorch Geometric: the reference side of ``side_by_side.py``.
 
 Written for this benchmark from the papers, to the architecture, hyperparameters, augmentations
-and schedules that gcl-jax's own ``gcl_jax/methods/grace.py`` and ``bgrl.py`` implement, so that
+and schedules that gcl-jax's own ``gcl_jax/methods/grace.py``, ``gca.py`` and ``bgrl.py`` implement, so that
 the two frameworks run the same model step for step:
 
 GRACE (Zhu et al. 2020, "Deep Graph Contrastive Representation Learning", arXiv:2006.04131)
@@ -14,6 +14,14 @@ GRACE (Zhu et al. 2020, "Deep Graph Contrastive Representation Learning", arXiv:
     averaged over the anchors of both views, written as one 2N x 2N logits matrix with the
     diagonal (an anchor with itself) excluded. Optimizer: Adam with L2 weight decay added to the
     gradient (``torch.optim.Adam(weight_decay=...)``), constant learning rate.
+
+GCA (Zhu et al., WWW 2021, "Graph Contrastive Learning with Adaptive Augmentation"), GCA-DE
+    GRACE with per-edge and per-feature-column drop probabilities, computed once from the graph
+    with the formulas of the paper (eq. 3-5) in the form of the official code
+    (github.com/CRIPAC-DIG/GCA, pGRACE/functional.py): undirected node degree ``d``; edge score
+    ``log(d[target] + 1)``; feature-column score ``log(sum_i 1[x_if != 0] d_i + 1)``; weights
+    ``(s_max - s) / (s_max - mean s)`` times the view's rate, capped at ``p_tau`` (0.7). Each
+    directed edge and each column is then dropped independently with its own probability.
 
 BGRL (Thakoor et al., ICLR 2022, "Large-Scale Representation Learning on Graphs via Bootstrapping")
     Two views as above (rates from the config). Online encoder: every layer
@@ -47,6 +55,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch_geometric.utils
 from torch import nn
 from torch_geometric.nn import GCNConv
 
@@ -115,14 +124,14 @@ class GRACE(nn.Module):
         self.projector = nn.Sequential(nn.Linear(hidden, model["proj_hidden"]), nn.ELU(),
                                        nn.Linear(model["proj_hidden"], hidden))
         self.model = model
+        self.edge_p, self.feature_p = model["drop_edge"], model["drop_feature"]  # per view
 
     def loss(self, x, edge_index, gen):
-        m = self.model
         zs = []
         for i in range(2):
-            xv, ev = view(x, edge_index, m["drop_edge"][i], m["drop_feature"][i], gen)
+            xv, ev = view(x, edge_index, self.edge_p[i], self.feature_p[i], gen)
             zs.append(self.projector(self.encoder(xv, ev)))
-        return info_nce(zs[0], zs[1], m["tau"])
+        return info_nce(zs[0], zs[1], self.model["tau"])
 
 
 def info_nce(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
@@ -135,6 +144,40 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
     logits = logits.masked_fill(self_mask, float("-inf"))
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(u.device)
     return F.cross_entropy(logits, partner)
+
+
+# ----------------------------------------------------------------------------- GCA
+
+
+def capped_drop_probabilities(scores: torch.Tensor, p: float, p_tau: float) -> torch.Tensor:
+    """GCA eq. (3)/(5): weights ``(s_max - s) / (s_max - mean s)``, rescaled to mean ``p``, capped at
+    ``p_tau`` (the official code divides by the weights' mean, which is 1 by construction)."""
+    weights = (scores.max() - scores) / (scores.max() - scores.mean())
+    return torch.clamp(weights / weights.mean() * p, max=p_tau)
+
+
+def degree_drop_probabilities(x: torch.Tensor, edge_index: torch.Tensor, model: dict):
+    """GCA-DE's per-view ``[E]`` edge and ``[F]`` feature-column drop probabilities: degree of the
+    undirected graph ``d``; an edge scores ``log(d[target] + 1)``; a feature column
+    ``log(sum_i 1[x_if != 0] d_i + 1)`` (the official code's binarized features and ``+ 1``)."""
+    degree = torch_geometric.utils.degree(torch_geometric.utils.to_undirected(edge_index)[1], x.shape[0])
+    edge_scores = torch.log(degree[edge_index[1]] + 1.0)
+    feature_scores = torch.log((x != 0).to(torch.float32).T @ degree + 1.0)
+    p_tau = model.get("p_tau", 0.7)
+    edges = [capped_drop_probabilities(edge_scores, p, p_tau) for p in model["drop_edge"]]
+    features = [capped_drop_probabilities(feature_scores, p, p_tau) for p in model["drop_feature"]]
+    return edges, features
+
+
+class GCA(GRACE):
+    """GRACE whose views drop each directed edge and each feature column with its own GCA-DE
+    probability (computed once from the training graph)."""
+
+    def __init__(self, in_dim: int, model: dict, x: torch.Tensor, edge_index: torch.Tensor):
+        super().__init__(in_dim, model)
+        if model.get("centrality", "degree") != "degree":
+            raise ValueError(f"model.centrality: the reference implements 'degree', got {model['centrality']!r}")
+        self.edge_p, self.feature_p = degree_drop_probabilities(x, edge_index, model)
 
 
 # ----------------------------------------------------------------------------- BGRL
@@ -203,12 +246,16 @@ def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
 # ----------------------------------------------------------------------------- training
 
 
-def build(method: str, in_dim: int, cfg: dict, epochs: int) -> nn.Module:
+def build(method: str, in_dim: int, cfg: dict, epochs: int, x: torch.Tensor | None = None,
+          edge_index: torch.Tensor | None = None) -> nn.Module:
+    """The reference model; GCA also needs the training graph (``x``, ``edge_index``)."""
     if method == "grace":
         return GRACE(in_dim, cfg["model"])
+    if method == "gca":
+        return GCA(in_dim, cfg["model"], x, edge_index)
     if method == "bgrl":
         return BGRL(in_dim, cfg["model"], epochs)
-    raise ValueError(f"method: expected grace or bgrl, got {method!r}")
+    raise ValueError(f"method: expected grace, gca or bgrl, got {method!r}")
 
 
 def train(method: str, x: torch.Tensor, edge_index: torch.Tensor, cfg: dict, epochs: int, seed: int):
@@ -216,7 +263,7 @@ def train(method: str, x: torch.Tensor, edge_index: torch.Tensor, cfg: dict, epo
     seconds of the process, losses)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    model = build(method, x.shape[1], cfg, epochs)
+    model = build(method, x.shape[1], cfg, epochs, x, edge_index)
     params = model.trainable() if method == "bgrl" else list(model.parameters())
     opt = make_optimizer(params, cfg)
     model.train()

@@ -294,3 +294,26 @@ def test_gca_probabilities_follow_centrality_and_cap(centrality):
     assert abs(np.mean(A.gca_edge_weights(g, centrality, p=0.1)) - 0.1) < 1e-3  # uncapped: mean = p
     out = jax.jit(A.mask_features)(KEY, g, feature_probs)
     G.validate(as_numpy(out))
+
+
+def test_gca_degree_probabilities_by_hand():
+    """A star 0-{1,2,3} with a tail 3-4 and an isolated node 5: degrees 3, 1, 1, 2, 1, 0. With
+    ``offset=1`` (the official GCA code's log(degree + 1)) the receivers score log 4, log 2, log 3;
+    with the default ``offset=0`` (log degree) log 3, 0, log 2."""
+    pairs = [(0, 1), (0, 2), (0, 3), (3, 4)]
+    index = np.array(pairs + [(b, a) for a, b in pairs]).T  # receivers 1, 2, 3, 4, 0, 0, 0, 3
+    x = np.array([[1, 0], [1, 0], [0, 1], [0, 0], [0, 1], [0, 1]], np.float32)  # column sums of degree: 4, 2
+    g = G.from_edge_index(index, 6, x)
+    log2, log3, log4 = np.log(2.0), np.log(3.0), np.log(4.0)
+    edge_scores = np.array([log2, log2, log3, log2, log4, log4, log4, log3])
+    spread = log4 - edge_scores.mean()
+    expected = np.minimum((log4 - edge_scores) / spread * 0.4, 0.7)
+    np.testing.assert_allclose(A.gca_edge_weights(g, "degree", p=0.4, offset=1.0), expected, rtol=1e-6)
+    assert expected.max() == pytest.approx(0.7) and expected.min() == 0.0  # the cap and the hub both reached
+    plain_scores = np.array([0.0, 0.0, log2, 0.0, log3, log3, log3, log2])
+    plain = np.minimum((log3 - plain_scores) / (log3 - plain_scores.mean()) * 0.4, 0.7)
+    np.testing.assert_allclose(A.gca_edge_weights(g, "degree", p=0.4), plain, rtol=1e-6)
+    assert not np.allclose(plain, expected)
+    feature_scores = np.array([np.log(5.0), log3])  # log(4 + 1), log(2 + 0 + 1)
+    feature_expected = (feature_scores.max() - feature_scores) / (feature_scores.max() - feature_scores.mean()) * 0.2
+    np.testing.assert_allclose(A.gca_feature_weights(g, "degree", p=0.2, offset=1.0), feature_expected, rtol=1e-6)

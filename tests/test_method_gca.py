@@ -58,15 +58,15 @@ def test_degree_drop_probabilities_by_hand(setup):
     degree = adjacency.sum(0).astype(np.float64)
     edges, feats = gca.drop_probabilities(model, graph)
     for p, got in zip(model["drop_edge"], edges):
-        np.testing.assert_allclose(got, _normalized(np.log(degree[receivers]), p), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got, _normalized(np.log1p(degree[receivers]), p), rtol=1e-5, atol=1e-6)
         assert got.max() <= 0.7 + 1e-7
     binary = (np.asarray(raw.nodes) != 0).astype(np.float64)
     for p, got in zip(model["drop_feature"], feats):
-        np.testing.assert_allclose(got, _normalized(np.log(np.maximum(binary.T @ degree, 1e-12)), p), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got, _normalized(np.log1p(binary.T @ degree), p), rtol=1e-5, atol=1e-6)
     # the weights are those of the nonzero pattern, whatever the row normalization did
     assert np.allclose(gca.drop_probabilities(model, raw)[1][0], feats[0])
     # uncapped, the probabilities average the view's nominal rate (GCA divides by the mean weight)
-    assert np.mean(_normalized(np.log(degree[receivers]), 0.2, p_tau=1.0)) == pytest.approx(0.2, rel=1e-6)
+    assert np.mean(_normalized(np.log1p(degree[receivers]), 0.2, p_tau=1.0)) == pytest.approx(0.2, rel=1e-6)
 
 
 def test_blockwise_loss_equals_dense(setup):

@@ -1,9 +1,14 @@
 """Adaptive augmentation probabilities (GCA, Zhu et al. 2021), computed once on the host.
 
 Important edges and features (by node centrality) are dropped less often:
-``p_e = min((s_max - s_e) / (s_max - mean s) * p, p_tau)`` with ``s_e = log phi(receiver)`` for
-edges and ``s_f = log sum_i |x_if| phi(i)`` for features (``x`` binarized first when it is 0/1),
-``p_tau = 0.7``. The results feed the jit-able ``drop_edges`` / ``mask_features`` as ``p``.
+``p_e = min((s_max - s_e) / (s_max - mean s) * p, p_tau)`` with ``s_e = log(phi(receiver) + offset)``
+for edges and ``s_f = log(sum_i |x_if| phi(i) + offset)`` for features (``x`` binarized first when it
+is 0/1), ``p_tau = 0.7``. ``offset = 1`` is the official GCA code's ``log(w + 1)``
+(github.com/CRIPAC-DIG/GCA, pGRACE/functional.py); ``offset = 0`` (the default) is the paper's
+``log w``, which gCooL's official code keeps (github.com/lblaoke/gCooL, src/functional.py). PageRank
+enters scaled to mean 1, the scale of the official (unnormalized) PageRank vector, so that an
+offset acts as it does there (without one the scale cancels in the normalization).
+The results feed the jit-able ``drop_edges`` / ``mask_features`` as ``p``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,16 @@ def node_centrality(graph: G.GraphsTuple, centrality: str = "degree", damping: f
     raise ValueError(f"centrality: expected one of {CENTRALITIES}, got {centrality!r}")
 
 
+def _score_scale(phi: np.ndarray, centrality: str) -> np.ndarray:
+    """Centrality on the official code's scale: PageRank with mean 1 (ours sums to 1)."""
+    return phi * phi.shape[0] if centrality == "pagerank" else phi
+
+
+def _log_scores(weights: np.ndarray, offset: float) -> np.ndarray:
+    """GCA's scores ``log(w + offset)``, floored so that zero weights stay finite."""
+    return np.log(np.maximum(weights + offset, 1e-12))
+
+
 def _drop_probabilities(scores: np.ndarray, p: float, p_tau: float) -> np.ndarray:
     """GCA's normalization of log-centrality scores into capped drop probabilities."""
     top = scores.max()
@@ -61,12 +76,12 @@ def _drop_probabilities(scores: np.ndarray, p: float, p_tau: float) -> np.ndarra
 
 
 def gca_edge_weights(
-    graph: G.GraphsTuple, centrality: str = "degree", p: float = 0.3, p_tau: float = 0.7
+    graph: G.GraphsTuple, centrality: str = "degree", p: float = 0.3, p_tau: float = 0.7, *, offset: float = 0.0
 ) -> np.ndarray:
-    """Per-edge drop probabilities ``[E]`` (GCA eq. 3); masked edges get 0."""
-    phi = node_centrality(graph, centrality)
+    """Per-edge drop probabilities ``[E]`` (GCA eq. 3) with scores ``log(phi + offset)``; masked edges get 0."""
+    phi = _score_scale(node_centrality(graph, centrality), centrality)
     receivers = np.asarray(graph.receivers)
-    scores = np.log(np.maximum(phi[receivers], 1e-12))
+    scores = _log_scores(phi[receivers], offset)
     present = np.asarray(G.edge_mask(graph))
     probs = np.zeros(receivers.shape[0], np.float32)
     if present.any():
@@ -75,12 +90,12 @@ def gca_edge_weights(
 
 
 def gca_feature_weights(
-    graph: G.GraphsTuple, centrality: str = "degree", p: float = 0.3, p_tau: float = 0.7
+    graph: G.GraphsTuple, centrality: str = "degree", p: float = 0.3, p_tau: float = 0.7, *, offset: float = 0.0
 ) -> np.ndarray:
-    """Per-feature-column drop probabilities ``[F]`` (GCA eq. 5)."""
-    phi = node_centrality(graph, centrality)
+    """Per-feature-column drop probabilities ``[F]`` (GCA eq. 5) with scores ``log(w + offset)``."""
+    phi = _score_scale(node_centrality(graph, centrality), centrality)
     x = np.abs(np.asarray(graph.nodes, dtype=np.float64))
     if np.isin(x, (0.0, 1.0)).all():
         x = (x != 0).astype(np.float64)
-    scores = np.log(np.maximum(x.T @ phi, 1e-12))
+    scores = _log_scores(x.T @ phi, offset)
     return _drop_probabilities(scores, p, p_tau)

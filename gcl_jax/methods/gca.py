@@ -2,7 +2,8 @@
 
 GRACE with adaptive augmentation: each edge and each feature column gets its own drop
 probability, lower for the important ones by node centrality (``centrality``: degree, pagerank or
-eigenvector; GCA-DE / -PR / -EV), capped at ``p_tau`` = 0.7 and averaging the view's nominal rate.
+eigenvector; GCA-DE / -PR / -EV; scored ``log(centrality + score_offset)``, 1 as in the official
+code), capped at ``p_tau`` = 0.7 and averaging the view's nominal rate.
 The probabilities are computed once on the host in ``build`` from the sample graph
 (``augment.gca_edge_weights`` / ``gca_feature_weights``) and fed to the jit-able ``drop_edges`` /
 ``mask_features``. The rest is GRACE: a shared GCN encoder (``layers - 1`` layers of width
@@ -43,6 +44,7 @@ DEFAULTS = {
         "centrality": "degree",
         "p_tau": 0.7,
         "feature_weights": "binary",
+        "score_offset": 1.0,  # log(centrality + 1), the official pGRACE/functional.py's scores
     },
     "eval": {"protocol": "random"},
 }
@@ -51,14 +53,16 @@ DEFAULTS = {
 def drop_probabilities(model: dict, graph) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per-view ``[E]`` edge and ``[F]`` feature drop probabilities (host side, numpy)."""
     centrality, p_tau = model["centrality"], model["p_tau"]
+    offset = float(model.get("score_offset", 0.0))  # gCooL builds on this without the key: its code's log(c)
     if model["feature_weights"] == "binary":
         features = graph._replace(nodes=(np.asarray(graph.nodes) != 0).astype(np.float32))
     elif model["feature_weights"] == "dense":
         features = graph
     else:
         raise ValueError(f"model.feature_weights: expected 'binary' or 'dense', got {model['feature_weights']!r}")
-    edges = [augment.gca_edge_weights(graph, centrality, p=p, p_tau=p_tau) for p in model["drop_edge"]]
-    feats = [augment.gca_feature_weights(features, centrality, p=p, p_tau=p_tau) for p in model["drop_feature"]]
+    edges = [augment.gca_edge_weights(graph, centrality, p=p, p_tau=p_tau, offset=offset) for p in model["drop_edge"]]
+    feats = [augment.gca_feature_weights(features, centrality, p=p, p_tau=p_tau, offset=offset)
+             for p in model["drop_feature"]]
     return edges, feats
 
 
