@@ -16,8 +16,9 @@ Graph-level methods use the same :class:`Partitioned` layout: a batch of ``B`` g
 batch's *graph slots* (:func:`in_slots`): graph ``p`` of the batch sits in slot ``p`` on whichever
 device holds it, the other slots empty. Per-graph randomness keyed by slot (``augment.graph_keys``,
 ``augment.graph_uniforms``) then draws the same numbers on 1 and ``D`` devices; :func:`owned_graphs`
-gives a device its block of graph rows, :func:`all_graphs` every device's graph rows, and
-:func:`synced_batch_norm` batch statistics over all devices' nodes.
+gives a device its block of graph rows and :func:`all_graphs` every device's graph rows; batch norm
+takes its statistics over all devices' nodes by the encoders' ``norm_axis_name``
+(:class:`gcl_jax.nn.layers.Norm`).
 
 Multi-host: every process runs the same program after :func:`initialize_distributed`; the mesh then
 spans the devices of all processes, and :func:`global_arrays` turns each process's identical copy of a
@@ -26,11 +27,9 @@ value into one global array, which is what a jitted step over such a mesh takes 
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import jraph
@@ -245,49 +244,3 @@ def all_graphs(y: jax.Array, graph: jraph.GraphsTuple, owned: jax.Array | None, 
     valid = G.graph_mask(graph) if owned is None else owned
     mine = jnp.where(valid.reshape(valid.shape + (1,) * (y.ndim - 1)), y, 0.0)
     return mine if owned is None else psum(mine, axis_name)
-
-
-@contextlib.contextmanager
-def synced_batch_norm(axis_name: str | None):
-    """Inside, every flax ``BatchNorm`` computing batch statistics takes them over the (masked)
-    rows of all devices: sums and counts ``psum``-ed, so they equal the one-device statistics of
-    the whole batch. (flax's own ``axis_name`` averages per-device means, which differs when
-    devices hold different numbers of rows.) Running averages update as in flax. No-op without
-    ``axis_name``."""
-    if axis_name is None:
-        yield
-        return
-
-    def intercept(next_fun, args, kwargs, context):
-        module = context.module
-        if not isinstance(module, nn.BatchNorm) or context.method_name != "__call__":
-            return next_fun(*args, **kwargs)
-        running = args[1] if len(args) > 1 else kwargs.get("use_running_average")
-        running = module.use_running_average if running is None else running
-        if running or module.is_initializing():
-            return next_fun(*args, **kwargs)
-        if module.axis != -1:
-            raise ValueError(f"synced_batch_norm: features must be the last axis, got axis={module.axis}")
-        return _global_batch_norm(module, args[0], kwargs.get("mask"), axis_name)
-
-    with nn.intercept_methods(intercept):
-        yield
-
-
-def _global_batch_norm(module: nn.BatchNorm, x: jax.Array, mask, axis_name: str) -> jax.Array:
-    """flax ``BatchNorm`` (fast variance ``E[x^2] - E[x]^2``) with statistics over all devices."""
-    xf = x.astype(jnp.float32)
-    mask = jnp.ones(x.shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), x.shape)
-    axes = tuple(range(x.ndim - 1))
-    count = jnp.maximum(lax.psum(jnp.sum(mask, axes, dtype=jnp.float32), axis_name), 1.0)
-    mean = lax.psum(jnp.sum(jnp.where(mask, xf, 0.0), axes), axis_name) / count
-    var = jnp.maximum(lax.psum(jnp.sum(jnp.where(mask, xf * xf, 0.0), axes), axis_name) / count - mean * mean, 0.0)
-    momentum = module.momentum
-    for name, value in (("mean", mean), ("var", var)):
-        module.put_variable("batch_stats", name, momentum * module.get_variable("batch_stats", name) + (1 - momentum) * value)
-    y = (xf - mean) * lax.rsqrt(var + module.epsilon)
-    if module.use_scale:
-        y = y * module.get_variable("params", "scale")
-    if module.use_bias:
-        y = y + module.get_variable("params", "bias")
-    return y.astype(module.dtype or x.dtype)

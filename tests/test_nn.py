@@ -207,6 +207,67 @@ def test_batch_norm_statistics_ignore_padding_nodes():
     np.testing.assert_allclose(running_mean, 0.1 * real_mean, rtol=1e-4, atol=1e-6)
 
 
+def batch_norm_variables(features: int) -> dict:
+    """A ``Norm("batch")``'s variables (flax's ``BatchNorm`` tree) with a random scale and bias and
+    non-trivial running statistics, so a test sees each of them used."""
+    rng = np.random.default_rng(1)
+    init = gnn.Norm("batch").init(KEY, jnp.zeros((2, features)))
+    values = {"params": {"scale": 1.0 + rng.random(features), "bias": rng.normal(size=features)},
+              "batch_stats": {"mean": rng.normal(size=features), "var": 1.0 + rng.random(features)}}
+    assert jax.tree_util.tree_structure(init) == jax.tree_util.tree_structure({k: {"BatchNorm_0": v} for k, v in values.items()})
+    return {k: {"BatchNorm_0": {n: jnp.asarray(a, jnp.float32) for n, a in v.items()}} for k, v in values.items()}
+
+
+def test_norm_with_axis_name_takes_batch_statistics_over_all_devices():
+    """Rows split unevenly over 8 devices (masks keep 0..8 of 8 rows each): the output and the
+    running statistics equal numpy's over all kept rows together, in flax's variable tree."""
+    from jax.sharding import PartitionSpec as P
+
+    from gcl_jax import parallel
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (8, 8, 5)).astype(np.float32)
+    mask = np.arange(8)[None, :] < np.array([0, 1, 2, 3, 5, 6, 7, 8])[:, None]
+    variables = batch_norm_variables(5)
+    norm = gnn.Norm("batch", axis_name="data")
+
+    def local(v, m):
+        y, updates = norm.apply(variables, v[0], train=True, node_mask=m[0], mutable=["batch_stats"])
+        return y[None], updates["batch_stats"]
+
+    f = jax.jit(jax.shard_map(local, mesh=parallel.make_mesh(8), in_specs=(P("data"), P("data")),
+                              out_specs=(P("data"), P())))
+    y, stats = f(x, mask)
+    kept = x[mask].astype(np.float64)
+    mean, var = kept.mean(0), kept.var(0)
+    params, old = variables["params"]["BatchNorm_0"], variables["batch_stats"]["BatchNorm_0"]
+    expected = (kept - mean) / np.sqrt(var + 1e-5) * np.asarray(params["scale"]) + np.asarray(params["bias"])
+    np.testing.assert_allclose(np.asarray(y)[mask], expected, rtol=1e-4, atol=1e-4)
+    assert jax.tree_util.tree_structure(stats) == jax.tree_util.tree_structure(variables["batch_stats"])
+    np.testing.assert_allclose(stats["BatchNorm_0"]["mean"], 0.9 * np.asarray(old["mean"]) + 0.1 * mean, rtol=1e-4)
+    np.testing.assert_allclose(stats["BatchNorm_0"]["var"], 0.9 * np.asarray(old["var"]) + 0.1 * var, rtol=1e-4)
+    # evaluation mode uses the running averages, on any layout and without a mesh
+    running = np.asarray(norm.apply(variables, jnp.asarray(x[0]), train=False))
+    np.testing.assert_allclose(running, (x[0] - old["mean"]) / np.sqrt(old["var"] + 1e-5) * params["scale"] + params["bias"],
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_norm_without_axis_name_is_flax_batch_norm_bit_for_bit(train):
+    import flax.linen as nn
+
+    x = jnp.asarray(np.random.default_rng(2).normal(1.0, 2.0, (9, 4)), jnp.float32)
+    keep = jnp.arange(9) < 6
+    variables = batch_norm_variables(4)
+    ours, our_stats = gnn.Norm("batch").apply(variables, x, train=train, node_mask=keep, mutable=["batch_stats"])
+    flax_norm = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+    theirs, their_stats = flax_norm.apply({k: v["BatchNorm_0"] for k, v in variables.items()}, x,
+                                          mask=jnp.broadcast_to(keep[:, None], x.shape), mutable=["batch_stats"])
+    np.testing.assert_array_equal(ours, theirs)
+    for name in ("mean", "var"):
+        np.testing.assert_array_equal(our_stats["batch_stats"]["BatchNorm_0"][name], their_stats["batch_stats"][name])
+
+
 def test_encoder_options_shapes_and_dropout_rng():
     graph = random_graph(5)
     encoder = gnn.GraphEncoder(layer="gin", widths=(8, 4), concat_layers=True, dropout=0.5, norm="layer",

@@ -54,7 +54,7 @@ def test_train_user_errors(args, message, capsys):
 
 
 def test_devices_refused_for_methods_that_do_not_shard(tmp_path, capsys):
-    assert cli.main(["train", "graphmae-graph", "mutag", "--devices", "2", "--out", str(tmp_path), "--quiet"]) == 2
+    assert cli.main(["train", "scgc", "cora", "--devices", "2", "--out", str(tmp_path), "--quiet"]) == 2
     assert "does not shard its loss" in capsys.readouterr().err
 
 

@@ -22,8 +22,8 @@ Augmentations (rates from aug.py):
 - ``mask_nodes``: a ``mask_node`` share of the nodes get features drawn from N(0.5, 0.5^2).
 
 Data parallel (``model["axis_name"]``, ``--devices``): each device encodes its sub-batch of graphs
-(:func:`gcl_jax.parallel.in_slots` layout), batch norm takes its statistics over all devices
-(:func:`gcl_jax.parallel.synced_batch_norm`), and NT-Xent contrasts every device's graphs
+(:func:`gcl_jax.parallel.in_slots` layout), batch norm takes its statistics over all devices'
+nodes (the encoder's ``norm_axis_name``), and NT-Xent contrasts every device's graphs
 (``axis_name``). Every random draw is keyed by graph slot (per-graph choices and walks by
 ``augment.graph_keys``, node and edge drops with ``per_graph=True``), so 1 and
 ``D`` devices see the same views. ``mask_nodes`` masks a share of the whole batch's nodes, which
@@ -76,10 +76,11 @@ AUGMENTATIONS = ("identity", "drop_nodes", "subgraph", "drop_edges", "mask_nodes
 
 def gin_encoder(model: dict) -> GraphEncoder:
     """InfoGraph / GraphCL's GIN: ``layers`` GIN-0 layers of width ``hidden``, ``BN(ReLU(.))`` after
-    each, all layers' node states concatenated (``hidden * layers`` features)."""
+    each, all layers' node states concatenated (``hidden * layers`` features); batch statistics
+    over all devices' nodes under ``model["axis_name"]``."""
     return GraphEncoder(
         "gin", (model["hidden"],) * model["layers"], activation="relu", norm="batch",
-        norm_after_activation=True, concat_layers=True,
+        norm_after_activation=True, concat_layers=True, norm_axis_name=model.get("axis_name"),
     )
 
 
@@ -146,11 +147,10 @@ def build(model: dict, sample) -> Method:
     def project(params, stats, graph, keep, owned):
         """Train-mode projections of one view's graph rows this device owns, their validity, and the
         updated batch statistics."""
-        with parallel.synced_batch_norm(axis_name):
-            h, updates = encoder.apply(
-                {"params": params["encoder"], "batch_stats": stats}, graph, train=True, node_mask=keep,
-                mutable=["batch_stats"],
-            )
+        h, updates = encoder.apply(
+            {"params": params["encoder"], "batch_stats": stats}, graph, train=True, node_mask=keep,
+            mutable=["batch_stats"],
+        )
         y, valid = parallel.owned_graphs(readout(graph, h, "sum", padded=True, node_mask=keep), graph, owned, axis_name)
         return projector.apply(params["projector"], y), valid, updates["batch_stats"]
 

@@ -15,6 +15,7 @@ only its own rows; the error's mean over the masked nodes is psum-ed
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import flax.linen as nn
@@ -65,17 +66,21 @@ def masked_reconstruction(
     padded: bool = False,
     owned: jax.Array | None = None,
     axis_name: str | None = None,
+    mask_nodes: Callable | None = None,
 ):
     """GraphMAE's objective, shared by the node- and graph-level variants.
 
     ``encode(graph, key)``, ``decode(graph, key)`` and ``to_decoder(h)`` are the method's networks
-    (closures over their parameters). Returns ``(loss, (reconstruction [N, F], mask [N]))``.
+    (closures over their parameters); ``mask_nodes(key, graph, token, mask_rate, replace_rate) ->
+    (masked graph, mask)`` picks the nodes (default ``augment.mask_nodes`` over ``graph``'s real
+    nodes). Returns ``(loss, (reconstruction [N, F], mask [N]))``.
     With ``axis_name`` (inside ``shard_map``) the error is scored on this device's rows only and
     averaged over all devices: its block of a replicated graph's rows, or the rows ``owned`` marks
     when the device's graph is its own (``parallel.owned_rows``).
     """
+    mask_nodes = mask_nodes or functools.partial(augment.mask_nodes, padded=padded)
     k_mask, k_enc, k_dec = jax.random.split(key, 3)
-    masked, mask = augment.mask_nodes(k_mask, graph, token, mask_rate, replace_rate, padded=padded)
+    masked, mask = mask_nodes(k_mask, graph, token, mask_rate, replace_rate)
     hidden = augment.remask(to_decoder(encode(masked, k_enc)), mask)
     recon = decode(graph._replace(nodes=hidden), k_dec)
     (x, valid), (x_rec, _), (scored, _) = (parallel.owned_rows(a, owned, axis_name) for a in (graph.nodes, recon, mask))

@@ -11,20 +11,39 @@ followed in the encoder by ``BN -> act`` (also after the last layer); feature dr
 ``in_drop`` before every layer, the decoder included; self-loops added to every graph as the
 official data loader does. Batch-norm statistics count only the real nodes of the padded batch
 and live in ``state``. Defaults: configs.yml entry "MUTAG" (github.com/THUDM/GraphMAE).
+
+Masking as the official ``encoding_mask_noise`` on the batched graph: exactly
+``floor(mask_rate * N)`` of the batch's ``N`` real nodes, of them ``floor(replace_rate * masked)``
+given the features of random real nodes of the batch (drawn with replacement here; the official
+code draws distinct ones). Every random draw (which nodes, which sources, the feature dropout) is
+keyed by graph slot and node position (``augment.graph_uniforms``), and ranks are taken over all
+devices' draws, so the choice does not depend on how the batch is laid out.
+
+Data parallel (``model["axis_name"]``): each device encodes and decodes its sub-batch of graphs
+(:func:`gcl_jax.parallel.in_slots` layout), batch norm takes its statistics over all devices'
+nodes, the masked nodes are the lowest ranks among all devices' draws (``all_gather``), replaced
+nodes copy features from any device's nodes, and the error's mean counts the masked nodes of all
+devices; 1 and ``D`` devices compute the same loss.
 """
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
+from gcl_jax import augment, parallel
 from gcl_jax import graph as G
+from gcl_jax.losses._common import psum
 from gcl_jax.methods.graphmae import masked_reconstruction
 from gcl_jax.nn import MLP, Activation, Norm, propagate, readout
 from gcl_jax.train import Method
 
 LEVEL = "graph"
+SHARDED = True  # reads model["axis_name"]: sub-batches of graphs per device, masking ranks and error mean across them
 
 DEFAULTS = {
     "epochs": 20,
@@ -49,6 +68,55 @@ DEFAULTS = {
 }
 
 
+def _gathered(x: jax.Array, axis_name: str | None) -> jax.Array:
+    """All devices' ``x`` rows, device after device (so real nodes in the whole batch's order);
+    ``x`` itself without ``axis_name``."""
+    return x if axis_name is None else lax.all_gather(x, axis_name, tiled=True)
+
+
+def _mine(rows: jax.Array, n: int, axis_name: str | None) -> jax.Array:
+    """This device's ``n`` rows of a :func:`_gathered` array."""
+    return rows if axis_name is None else lax.dynamic_slice_in_dim(rows, lax.axis_index(axis_name) * n, n)
+
+
+def lowest(draws: jax.Array, eligible: jax.Array, count: jax.Array, axis_name: str | None) -> jax.Array:
+    """True on the ``count`` eligible rows of all devices with the lowest ``draws`` (ties broken by
+    the whole batch's node order): a uniformly random subset of exactly ``count`` rows."""
+    score = _gathered(jnp.where(eligible, draws, 2.0), axis_name)
+    rank = jnp.argsort(jnp.argsort(score, stable=True))
+    return _mine(rank, draws.shape[0], axis_name) < count
+
+
+def slot_mask_nodes(key, graph, token, rate: float, replace_rate: float, *, axis_name: str | None = None):
+    """GraphMAE's masking of a padded batch (or a device's sub-batch of it), keyed by graph slot
+    and node position: ``floor(rate * N)`` of the ``N`` real nodes of all devices get ``token``, of
+    them ``floor(replace_rate * masked)`` the features of uniformly drawn real nodes of the batch
+    instead. Returns ``(graph, mask [N_local])``."""
+    k_mask, k_noise, k_source = jax.random.split(key, 3)
+    n = graph.nodes.shape[0]
+    real = G.real_node_mask(graph, True)
+    draw = lambda k: augment.graph_uniforms(k, graph.n_node, n)
+    num_real = psum(jnp.sum(real), axis_name)
+    num_mask = jnp.floor(rate * num_real).astype(jnp.int32)
+    mask = lowest(draw(k_mask), real, num_mask, axis_name)
+    noise = lowest(draw(k_noise), mask, jnp.floor(replace_rate * num_mask).astype(jnp.int32), axis_name)
+    every_real = _gathered(real, axis_name)
+    real_rows = jnp.argsort(~every_real, stable=True)  # the batch's real nodes first, in order
+    source = real_rows[jnp.minimum(jnp.floor(draw(k_source) * num_real).astype(jnp.int32), num_real - 1)]
+    x = graph.nodes
+    replaced = _gathered(x, axis_name)[source]
+    masked = jnp.where(noise[:, None], replaced, jnp.where(mask[:, None], token.astype(x.dtype), x))
+    return graph._replace(nodes=masked), mask
+
+
+def slot_dropout(key: jax.Array, graph: G.GraphsTuple, x: jax.Array, rate: float) -> jax.Array:
+    """Inverted dropout of node features ``x [N, F]`` with draws keyed by feature, graph slot and
+    node position (``augment.graph_uniforms``): a node's mask does not depend on its batch's layout."""
+    keys = jax.random.split(key, x.shape[-1])
+    draws = jax.vmap(lambda k: augment.graph_uniforms(k, graph.n_node, x.shape[0]))(keys).T
+    return jnp.where(draws >= rate, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
 class _GINLayer(nn.Module):
     """Local helper: GraphMAE's GIN layer (GIN-0 sum aggregation into a two-layer MLP whose hidden
     width, activation and norm are configurable; the shared ``GINConv`` fixes the MLP's hidden width
@@ -59,19 +127,24 @@ class _GINLayer(nn.Module):
     activation: str
     norm: str
     encoding: bool
+    norm_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, graph, x, *, train: bool, node_mask):
         h = x + propagate(graph, x)
-        h = MLP((self.hidden, self.features), activation=self.activation, norm=self.norm)(h, train=train, node_mask=node_mask)
+        mlp = MLP((self.hidden, self.features), activation=self.activation, norm=self.norm,
+                  norm_axis_name=self.norm_axis_name)
+        h = mlp(h, train=train, node_mask=node_mask)
         if self.encoding:
-            h = Norm(self.norm)(h, train=train, node_mask=node_mask)
+            h = Norm(self.norm, self.norm_axis_name)(h, train=train, node_mask=node_mask)
             h = Activation(self.activation)(h, train=train)
         return h
 
 
 class GIN(nn.Module):
-    """GraphMAE's GIN stack: ``dropout -> _GINLayer`` per layer (widths ``features``)."""
+    """GraphMAE's GIN stack: ``dropout -> _GINLayer`` per layer (widths ``features``); the dropout
+    is :func:`slot_dropout` (rng stream ``"dropout"``), batch norm over all devices on
+    ``norm_axis_name``."""
 
     hidden: int
     features: tuple
@@ -79,22 +152,24 @@ class GIN(nn.Module):
     norm: str = "batch"
     dropout: float = 0.0
     encoding: bool = True
+    norm_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, graph, *, train: bool, node_mask=None):
         h = graph.nodes
         for i, width in enumerate(self.features):
-            if self.dropout:
-                h = nn.Dropout(self.dropout)(h, deterministic=not train)
-            h = _GINLayer(self.hidden, width, self.activation, self.norm, self.encoding, name=f"gin_{i}")(
-                graph, h, train=train, node_mask=node_mask
-            )
+            if self.dropout and train:
+                h = slot_dropout(self.make_rng("dropout"), graph, h, self.dropout)
+            layer = _GINLayer(self.hidden, width, self.activation, self.norm, self.encoding, self.norm_axis_name,
+                              name=f"gin_{i}")
+            h = layer(graph, h, train=train, node_mask=node_mask)
         return h
 
 
 def networks(model: dict, in_dim: int):
     """``(encoder, to_decoder, decoder)`` as in the official ``PreModel`` with ``encoder=decoder=gin``."""
-    common = dict(activation=model["activation"], norm=model["norm"], dropout=model["in_drop"])
+    common = dict(activation=model["activation"], norm=model["norm"], dropout=model["in_drop"],
+                  norm_axis_name=model.get("axis_name"))
     encoder = GIN(model["hidden"], (model["hidden"],) * model["layers"], encoding=True, **common)
     decoder = GIN(model["hidden"], (in_dim,), encoding=False, **common)
     return encoder, nn.Dense(model["hidden"], use_bias=False), decoder
@@ -105,10 +180,14 @@ def _split(variables):
 
 
 def build(model: dict, sample) -> Method:
-    in_dim = sample.nodes.shape[-1]
+    graph, _ = parallel.local_graph(sample)
+    in_dim = graph.nodes.shape[-1]
     encoder, to_decoder, decoder = networks(model, in_dim)
+    axis_name = model.get("axis_name")  # set by the runner for multi-device training
+    mask_nodes = functools.partial(slot_mask_nodes, axis_name=axis_name)
 
-    def prepare(graph):
+    def prepare(batch):
+        graph, _ = parallel.local_graph(batch)
         return G.add_self_loops(graph) if model["self_loops"] else graph
 
     def init(key, batch):
@@ -127,7 +206,7 @@ def build(model: dict, sample) -> Method:
         return params, {"encoder": enc_stats, "decoder": dec_stats}
 
     def reconstruct(params, state, key, batch):
-        """``(loss, (recon, mask, new_state))`` for one padded batch (train mode)."""
+        """``(loss, (recon, mask, new_state))`` for one padded batch or device sub-batch (train mode)."""
         graph = prepare(batch)
         real = G.real_node_mask(graph, True)
         new_state = dict(state)
@@ -146,12 +225,13 @@ def build(model: dict, sample) -> Method:
             lambda h: to_decoder.apply(params["to_decoder"], h),
             lambda g, k: run("decoder", decoder, g, k),
             mask_rate=model["mask_rate"], replace_rate=model["replace_rate"], alpha=model["alpha"], padded=True,
+            owned=real, axis_name=axis_name, mask_nodes=mask_nodes,
         )
         return value, (recon, mask, new_state)
 
     def loss(params, state, key, batch):
         value, (_, mask, new_state) = reconstruct(params, state, key, batch)
-        return value, (new_state, {"masked": jnp.sum(mask)})
+        return value, (new_state, {"masked": psum(jnp.sum(mask), axis_name)})
 
     def embed(params, state, batch):
         graph = prepare(batch)

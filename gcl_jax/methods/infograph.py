@@ -12,7 +12,7 @@ readouts. Defaults: the official unsupervised code (github.com/sunfanyunn/InfoGr
 unsupervised/arguments.py, main.py, README.md), no prior term.
 
 Data parallel (``model["axis_name"]``): each device encodes its sub-batch of graphs (batch norm
-over all devices' nodes, :func:`gcl_jax.parallel.synced_batch_norm`), the graph embeddings of all
+over all devices' nodes, the encoder's ``norm_axis_name``), the graph embeddings of all
 devices are summed into every device's copy (:func:`gcl_jax.parallel.all_graphs`: each holds its
 own slots, zeros elsewhere), and every device scores its own nodes against all of them, the JSD
 means counted over all devices (``losses.local_global_jsd`` with ``axis_name``).
@@ -66,8 +66,7 @@ def build(model: dict, sample) -> Method:
         real = G.real_node_mask(batch, True)
         variables = {"params": params["encoder"], "batch_stats": state["encoder"]}
         if train:
-            with parallel.synced_batch_norm(axis_name):
-                h, updates = encoder.apply(variables, batch, train=True, node_mask=real, mutable=["batch_stats"])
+            h, updates = encoder.apply(variables, batch, train=True, node_mask=real, mutable=["batch_stats"])
             stats = updates["batch_stats"]
         else:
             h, stats = encoder.apply(variables, batch, train=False, node_mask=real), state["encoder"]

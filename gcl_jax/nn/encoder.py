@@ -23,7 +23,9 @@ class GraphEncoder(nn.Module):
     - ``activation``: ``relu`` | ``prelu`` | ``elu`` | ``rrelu`` | ... (see ``layers.ACTIVATIONS``);
       ``activate_last=False`` leaves the last layer linear (e.g. GraphMAE's decoder).
     - ``norm``: ``batch`` (masked: only ``node_mask`` rows make statistics) | ``layer`` | ``none``;
-      ``norm_after_activation`` gives GraphCL / InfoGraph's ``BN(ReLU(GIN(x)))`` order.
+      ``norm_after_activation`` gives GraphCL / InfoGraph's ``BN(ReLU(GIN(x)))`` order;
+      ``norm_axis_name`` (inside ``shard_map``) takes training-mode batch statistics over the rows
+      of all devices on that mesh axis (graph-level data parallelism, see ``layers.Norm``).
     - ``dropout``: on each layer's input (Kipf & Welling, GAT); rng stream ``"dropout"``.
     - ``residual``: add the block input (projected by a bias-free Dense when widths differ).
     - ``concat_layers``: return all layers' outputs concatenated (InfoGraph, GraphCL).
@@ -47,6 +49,7 @@ class GraphEncoder(nn.Module):
     gat_concat: bool = True
     attention_dropout: float = 0.0
     learn_eps: bool = False
+    norm_axis_name: str | None = None
 
     def _make_layer(self, width: int, index: int) -> nn.Module:
         name = f"{self.layer}_{index}"
@@ -58,7 +61,7 @@ class GraphEncoder(nn.Module):
             per_head = width // self.heads if self.gat_concat else width
             return GATConv(per_head, self.heads, self.gat_concat, attention_dropout=self.attention_dropout, name=name)
         if self.layer == "gin":
-            return GINConv(width, learn_eps=self.learn_eps, name=name)
+            return GINConv(width, learn_eps=self.learn_eps, norm_axis_name=self.norm_axis_name, name=name)
         if self.layer == "sage":
             return SAGEConv(width, name=name)
         if self.layer == "mlp":
@@ -94,7 +97,8 @@ class GraphEncoder(nn.Module):
                 h = nn.Dropout(self.dropout)(h, deterministic=not train)
             h = self._apply_layer(self._make_layer(width, i), graph, h, train, node_mask, edge_features)
             if i < last or self.activate_last:
-                norm, act = Norm(self.norm, name=f"norm_{i}"), Activation(self.activation, name=f"act_{i}")
+                norm = Norm(self.norm, self.norm_axis_name, name=f"norm_{i}")
+                act = Activation(self.activation, name=f"act_{i}")
                 if self.norm_after_activation:
                     h = norm(act(h, train=train), train=train, node_mask=node_mask)
                 else:

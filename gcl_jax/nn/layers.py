@@ -11,8 +11,10 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from gcl_jax import graph as G
+from gcl_jax.losses._common import psum
 from gcl_jax.nn.ops import propagate, segment_softmax
 
 glorot = nn.initializers.glorot_uniform()
@@ -73,11 +75,54 @@ class Activation(nn.Module):
         return simple[kind](x)
 
 
+BATCH_NORM_MOMENTUM = 0.9  # flax's decay of the running averages: torch's momentum 0.1
+BATCH_NORM_EPSILON = 1e-5
+
+
+def masked_moments(x: jax.Array, mask: jax.Array, axis_name: str | None) -> tuple[jax.Array, jax.Array]:
+    """Per-feature mean and biased variance (``E[x^2] - E[x]^2``, as flax) of the rows of ``x [N, F]``
+    that ``mask [N, F]`` keeps, on every device of ``axis_name`` together: sums and counts are
+    ``psum``-ed, so devices holding different numbers of rows weigh each row alike."""
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    count = jnp.maximum(psum(jnp.sum(mask, 0, dtype=x.dtype), axis_name), 1.0)
+    mean = psum(jnp.sum(jnp.where(mask, x, 0.0), 0), axis_name) / count
+    mean_sq = psum(jnp.sum(jnp.where(mask, x * x, 0.0), 0), axis_name) / count
+    return mean, jnp.maximum(mean_sq - mean * mean, 0.0)
+
+
+class AllDevicesBatchNorm(nn.Module):
+    """Training-mode batch norm over the masked rows of all devices on ``axis_name`` (inside
+    ``shard_map``). flax's own ``BatchNorm(axis_name=...)`` averages the devices' means, which is
+    wrong when devices hold different numbers of rows. Its variables are flax ``BatchNorm``'s
+    (params ``scale`` / ``bias``, batch_stats ``mean`` / ``var``, same initial values) and the
+    running averages decay alike, so both read and update one variable tree."""
+
+    axis_name: str
+    momentum: float = BATCH_NORM_MOMENTUM
+    epsilon: float = BATCH_NORM_EPSILON
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        features = x.shape[-1:]
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
+        scale = self.param("scale", nn.initializers.ones, features, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, features, jnp.float32)
+        mean, var = masked_moments(x, mask, self.axis_name)
+        running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
+        running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
+        return (x - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
+
+
 class Norm(nn.Module):
     """``batch`` (statistics over ``node_mask`` rows only, so padding nodes never bias them),
-    ``layer`` or ``none``. Batch norm uses torch's momentum 0.1 (flax 0.9)."""
+    ``layer`` or ``none``. Batch norm uses torch's momentum 0.1 (flax 0.9). With ``axis_name``
+    (graph-level data parallelism, inside ``shard_map``), training-mode batch statistics are
+    those of the kept rows of all devices (:class:`AllDevicesBatchNorm`, same variables);
+    evaluation uses the running averages either way."""
 
     kind: str = "none"
+    axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False, node_mask: jax.Array | None = None) -> jax.Array:
@@ -87,14 +132,19 @@ class Norm(nn.Module):
             return nn.LayerNorm()(x)
         if self.kind == "batch":
             mask = None if node_mask is None else jnp.broadcast_to(node_mask[:, None], x.shape)
-            return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x, mask=mask)
+            if train and self.axis_name is not None and not self.is_initializing():
+                mask = jnp.ones(x.shape, bool) if mask is None else mask
+                return AllDevicesBatchNorm(self.axis_name, name="BatchNorm_0")(x, mask)  # flax's name for it
+            return nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM,
+                                epsilon=BATCH_NORM_EPSILON)(x, mask=mask)
         raise ValueError(f"norm: expected one of {NORMS}, got {self.kind!r}")
 
 
 class MLP(nn.Module):
     """Dense layers with activation / norm / dropout between them: the graph-free baseline and
     the projection heads of GRACE, BGRL, GraphCL. ``activate_last`` also activates the output;
-    ``initializer`` names the Dense initialization (:func:`dense_init`)."""
+    ``initializer`` names the Dense initialization (:func:`dense_init`); ``norm_axis_name``
+    takes batch statistics over all devices on that mesh axis (:class:`Norm`)."""
 
     widths: Sequence[int]
     activation: str = "relu"
@@ -102,6 +152,7 @@ class MLP(nn.Module):
     dropout: float = 0.0
     activate_last: bool = False
     initializer: str = "glorot"
+    norm_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False, node_mask: jax.Array | None = None) -> jax.Array:
@@ -110,7 +161,7 @@ class MLP(nn.Module):
             x = nn.Dropout(self.dropout)(x, deterministic=not train) if self.dropout else x
             x = nn.Dense(width, **dense_init(self.initializer, x.shape[-1]))(x)
             if i < last or self.activate_last:
-                x = Norm(self.norm)(x, train=train, node_mask=node_mask)
+                x = Norm(self.norm, self.norm_axis_name)(x, train=train, node_mask=node_mask)
                 x = Activation(self.activation)(x, train=train)
         return x
 
@@ -213,7 +264,7 @@ class GINConv(nn.Module):
 
     ``learn_eps=False`` is GIN-0 as GraphCL / InfoGraph / GraphMAE use it; ``True`` makes eps a
     parameter (initialized at ``eps``). The MLP has ``mlp_layers`` Dense layers of ``features``
-    with ReLU (and ``mlp_norm``) between them.
+    with ReLU (and ``mlp_norm``, over all devices on ``norm_axis_name`` if given) between them.
     """
 
     features: int
@@ -221,6 +272,7 @@ class GINConv(nn.Module):
     eps: float = 0.0
     learn_eps: bool = False
     mlp_norm: str = "none"
+    norm_axis_name: str | None = None
 
     @nn.compact
     def __call__(
@@ -228,7 +280,8 @@ class GINConv(nn.Module):
     ) -> jax.Array:
         eps = self.param("eps", nn.initializers.constant(self.eps), ()) if self.learn_eps else self.eps
         h = (1.0 + eps) * x + propagate(graph, x)
-        mlp = MLP((self.features,) * self.mlp_layers, activation="relu", norm=self.mlp_norm)
+        mlp = MLP((self.features,) * self.mlp_layers, activation="relu", norm=self.mlp_norm,
+                  norm_axis_name=self.norm_axis_name)
         return mlp(h, train=train, node_mask=node_mask)
 
 
