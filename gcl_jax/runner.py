@@ -67,19 +67,17 @@ def node_batches(module, dataset, cfg: dict, devices: int, seed: int):
     return batch_fn, int(cfg["epochs"]) * batch_fn.steps_per_epoch
 
 
-def graph_batches(dataset, order: np.ndarray, batch_size: int, budget: tuple[int, int, int], prepare=_identity) -> list:
-    """Consecutive chunks of ``order`` (graph indices), each padded to the same static ``budget``,
-    then passed through the method's host-side ``prepare_batch`` (e.g. MVGRL's diffusion)."""
-    return [
-        prepare(G.pad(G.batch([dataset.graphs[i] for i in order[start:start + batch_size]]), *budget))
-        for start in range(0, len(order), batch_size)
-    ]
-
-
-def _batched(dataset, indices) -> G.GraphsTuple:
-    """The graphs ``indices`` of ``dataset`` as one batch (no graphs: an empty batch)."""
+def padded_batch(dataset, indices, budget: tuple[int, int, int], prepare=_identity):
+    """The graphs ``indices`` of ``dataset`` (none: an empty batch) as one batch padded to the static
+    ``budget``, then passed through the method's host-side ``prepare_batch`` (e.g. MVGRL's diffusion)."""
     graphs = [dataset.graphs[i] for i in indices]
-    return G.batch(graphs or [jax.tree_util.tree_map(lambda leaf: leaf[:0], dataset.graphs[0])])
+    batch = G.batch(graphs or [jax.tree_util.tree_map(lambda leaf: leaf[:0], dataset.graphs[0])])
+    return prepare(G.pad(batch, *budget))
+
+
+def graph_batches(dataset, order: np.ndarray, batch_size: int, budget: tuple[int, int, int], prepare=_identity) -> list:
+    """Consecutive chunks of ``order`` (graph indices), each a :func:`padded_batch`."""
+    return [padded_batch(dataset, order[start:start + batch_size], budget, prepare) for start in range(0, len(order), batch_size)]
 
 
 def device_batches(dataset, order: np.ndarray, batch_size: int, devices: int, budget, prepare=_identity) -> list:
@@ -94,7 +92,7 @@ def device_batches(dataset, order: np.ndarray, batch_size: int, devices: int, bu
         parts, owned = [], []
         for first in range(0, batch_size, per):
             chunk = order[start + first:start + first + per]
-            part = prepare(G.pad(_batched(dataset, chunk), *budget))
+            part = padded_batch(dataset, chunk, budget, prepare)
             parts.append(jax.tree_util.tree_map(lambda g: parallel.in_slots(g, first, batch_size), part,
                                                 is_leaf=lambda x: isinstance(x, G.GraphsTuple)))
             owned.append((slots >= first) & (slots < first + len(chunk)))

@@ -74,17 +74,12 @@ def _gathered(x: jax.Array, axis_name: str | None) -> jax.Array:
     return x if axis_name is None else lax.all_gather(x, axis_name, tiled=True)
 
 
-def _mine(rows: jax.Array, n: int, axis_name: str | None) -> jax.Array:
-    """This device's ``n`` rows of a :func:`_gathered` array."""
-    return rows if axis_name is None else lax.dynamic_slice_in_dim(rows, lax.axis_index(axis_name) * n, n)
-
-
 def lowest(draws: jax.Array, eligible: jax.Array, count: jax.Array, axis_name: str | None) -> jax.Array:
     """True on the ``count`` eligible rows of all devices with the lowest ``draws`` (ties broken by
     the whole batch's node order): a uniformly random subset of exactly ``count`` rows."""
     score = _gathered(jnp.where(eligible, draws, 2.0), axis_name)
     rank = jnp.argsort(jnp.argsort(score, stable=True))
-    return _mine(rank, draws.shape[0], axis_name) < count
+    return parallel.local_rows(rank, axis_name)[0] < count  # this device's block of the gathered rows
 
 
 def slot_mask_nodes(key, graph, token, rate: float, replace_rate: float, *, axis_name: str | None = None):
