@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.svm import LinearSVC
 
 from gcl_jax.data import splits as splits_lib
 from gcl_jax.eval import (
@@ -16,6 +17,7 @@ from gcl_jax.eval import (
     split_edges,
     svm_cv,
 )
+from gcl_jax.eval.svm import svm_estimator
 
 # ----------------------------------------------------------------------------- SVM
 
@@ -31,6 +33,14 @@ def test_svm_cv_separable():
     result = svm_cv(x, y, seeds=(0,))
     assert result.test_mean >= 0.98 and len(result.extra["fold_accuracy"]) == 10
     assert len(result.chosen) == 10
+
+
+def test_linear_svc_is_liblinear_and_bad_names_fail():
+    x, y = _two_blobs()
+    assert isinstance(svm_estimator("linear_svc", "rbf", "scale"), LinearSVC)
+    assert svm_cv(x, y, seeds=(0,), classifier="linear_svc").test_mean >= 0.98
+    with pytest.raises(ValueError, match="eval.classifier"):
+        svm_cv(x, y, classifier="linearsvc")
 
 
 def test_svm_folds_stratified_and_seeded():

@@ -24,12 +24,18 @@ def test_code_commit_names_this_checkout():
 
 def test_table_row_compares_with_the_paper_and_lists_commits():
     rows = [record(0, 0.80, commit="abcdef12"), record(1, 0.82, commit="abcdef12+"), record(2, 0.84)]
-    line = reproduce.table(rows, {"grace": {"cora": 81.9}}).splitlines()[-1]
+    targets = {"grace": {"cora": 81.9}, "rerun": {"grace": {"cora": 80.5}}}
+    line = reproduce.table(rows, targets).splitlines()[-1]
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[:8] == ["grace", "cora", "planetoid", "accuracy", "81.9", "82.00 ± 1.63", "3", "+0.10"]
+    assert cells[:9] == ["grace", "cora", "planetoid", "accuracy", "81.9", "80.5", "82.00 ± 1.63", "3", "+0.10"]
     assert cells[-1] == "abcdef12, abcdef12+, –"
 
 
 def test_run_tag_reads_the_folder_suffix():
     assert reproduce.run_tag(Path("grace-cora-pot-seed0"), {"method": "grace", "dataset": "cora"}) == "pot"
     assert reproduce.run_tag(Path("grace-cora-seed3"), {"method": "grace", "dataset": "cora"}) == ""
+
+
+def test_rows_without_a_rerun_show_a_dash():
+    line = reproduce.table([record(0, 0.80)], {"grace": {"cora": 81.9}}).splitlines()[-1]
+    assert [c.strip() for c in line.strip("|").split("|")][5] == "–"
