@@ -50,7 +50,7 @@ Fairness: float32 on both sides; the same thread budget: each worker is pinned w
 PyTorch gets ``torch.set_num_threads(threads)`` (intra-op OpenMP pool), XLA's CPU client sizes
 its intra-op (Eigen) pool from the CPUs it may run on, i.e. the same pinned set (with
 ``--threads 1`` also ``--xla_cpu_multi_thread_eigen=false``). Neither side is tuned: no
-``torch.compile``, gcl-jax's configs as packaged (GRACE's loss dense, ``block_size=0``). The two
+``torch.compile``, gcl-jax's configs as packaged (GRACE's loss blockwise, ``block_size=256``). The two
 workers of a cell run one after the other, the order alternating between repeats; with
 ``--repeats R`` the table shows the median over the R runs of each framework's s/epoch (the
 machine is shared, so look at the spread in the JSON too) and the mean accuracy over them.

@@ -20,6 +20,11 @@ gives a device its block of graph rows and :func:`all_graphs` every device's gra
 takes its statistics over all devices' nodes by the encoders' ``norm_axis_name``
 (:class:`gcl_jax.nn.layers.Norm`).
 
+Reductions over the mesh axis (:func:`psum`, :func:`global_mean`, :func:`count_valid`,
+:func:`global_ids`, with :func:`as_valid` for the optional row mask) are what the losses, layers
+and methods use to turn this device's rows into global sums, means and indices; each one is the
+plain local computation when ``axis_name`` is ``None`` (one device, no ``shard_map``).
+
 Multi-host: every process runs the same program after :func:`initialize_distributed`; the mesh then
 spans the devices of all processes, and :func:`global_arrays` turns each process's identical copy of a
 value into one global array, which is what a jitted step over such a mesh takes as input.
@@ -38,7 +43,6 @@ from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from gcl_jax import graph as G
-from gcl_jax.losses._common import psum
 
 DATA_AXIS = "data"
 REPLICATED = PartitionSpec()
@@ -135,6 +139,44 @@ def global_arrays(tree, mesh: jax.sharding.Mesh, spec: PartitionSpec = REPLICATE
         return jax.make_array_from_process_local_data(sharding, x, np.shape(x))
 
     return jax.tree_util.tree_map(put, tree)
+
+
+# ----------------------------------------------------------------------------- reductions over the mesh axis
+
+
+def psum(x, axis_name):
+    """``x`` summed over the devices of ``axis_name``; ``x`` itself when ``axis_name`` is ``None``."""
+    return x if axis_name is None else lax.psum(x, axis_name)
+
+
+def as_valid(valid, n):
+    """The boolean row mask ``valid``, or all ``n`` rows valid when it is ``None``."""
+    return jnp.ones((n,), bool) if valid is None else jnp.asarray(valid, bool)
+
+
+def global_ids(n, axis_name):
+    """Global row index of each local row (rows are sharded contiguously)."""
+    ids = jnp.arange(n, dtype=jnp.int32)
+    if axis_name is None:
+        return ids
+    return ids + lax.axis_index(axis_name).astype(jnp.int32) * n
+
+
+def global_mean(values, valid, axis_name):
+    """Mean of ``values`` (float32) over the valid rows of all devices."""
+    values = values.astype(jnp.float32)
+    valid = jnp.broadcast_to(valid.reshape(valid.shape + (1,) * (values.ndim - valid.ndim)),
+                             values.shape)
+    total = psum(jnp.sum(jnp.where(valid, values, 0.0)), axis_name)
+    return total / jnp.maximum(count_valid(valid, axis_name), 1.0)
+
+
+def count_valid(valid, axis_name):
+    """Number of valid rows on all devices, as a float32 scalar."""
+    return psum(jnp.sum(valid.astype(jnp.float32)), axis_name)
+
+
+# ----------------------------------------------------------------------------- row sharding
 
 
 def local_rows(x: jax.Array, axis_name: str | None):

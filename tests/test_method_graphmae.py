@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gcl_jax import data, train
+from gcl_jax import augment, data, train
 from gcl_jax import graph as G
 from gcl_jax.config import merge
 from gcl_jax.methods import graphmae, graphmae_graph
@@ -131,7 +131,7 @@ def test_graph_loss_is_sce_on_masked_real_nodes(graph_run):
             key, graph, p["mask_token"], lambda g, k: run(encoder, "encoder", g, k),
             lambda h: to_decoder.apply(p["to_decoder"], h), lambda g, k: run(decoder, "decoder", g, k),
             mask_rate=model["mask_rate"], replace_rate=model["replace_rate"], alpha=model["alpha"], padded=True,
-            mask_nodes=graphmae_graph.slot_mask_nodes,
+            mask_nodes=augment.mask_nodes_by_slot,
         )
         return loss, recon, mask, real
 

@@ -46,6 +46,25 @@ def test_local_rows_cover_all_rows_once():
     assert int(np.asarray(valid).sum()) == 37 and rows.shape == (40, 3)
 
 
+def test_mesh_reductions_match_numpy_on_all_rows():
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((40, 3)).astype(np.float32)
+    valid = rng.random(40) < 0.6
+    rows = jax.sharding.PartitionSpec("data")
+
+    def reduce(v, ok):
+        return (parallel.global_mean(v, ok, "data"), parallel.count_valid(ok, "data"),
+                parallel.global_ids(v.shape[0], "data"))
+
+    f = jax.shard_map(reduce, mesh=parallel.make_mesh(8), in_specs=(rows, rows),
+                      out_specs=(jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec(), rows))
+    mean, count, ids = f(values, valid)
+    np.testing.assert_allclose(float(mean), values[valid].mean(), rtol=1e-5)
+    assert float(count) == valid.sum()
+    np.testing.assert_array_equal(ids, np.arange(40))
+    np.testing.assert_allclose(float(parallel.global_mean(values, valid, None)), values[valid].mean(), rtol=1e-5)
+
+
 def test_global_arrays_lay_out_each_leaf_once():
     mesh = parallel.make_mesh(8)
     x = np.arange(16.0, dtype=np.float32).reshape(8, 2)

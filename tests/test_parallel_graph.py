@@ -106,7 +106,7 @@ def test_graphmae_masking_picks_the_same_nodes_on_any_layout(mutag):
     token = -np.ones(whole.nodes.shape[-1], np.float32)  # MUTAG's features are one-hot: -1 is only the token
 
     def masking(graph, axis_name):
-        out, mask = graphmae_graph.slot_mask_nodes(jax.random.PRNGKey(5), graph, token, 0.75, 0.1, axis_name=axis_name)
+        out, mask = augment.mask_nodes_by_slot(jax.random.PRNGKey(5), graph, token, 0.75, 0.1, axis_name=axis_name)
         return out.nodes, mask
 
     def local(part):

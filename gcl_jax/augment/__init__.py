@@ -25,7 +25,7 @@ from gcl_jax.augment.communal import (
     detect_communities,
 )
 from gcl_jax.augment.diffusions import clear_cache, diffusion, heat, ppr
-from gcl_jax.augment.masking import mask_nodes, remask
+from gcl_jax.augment.masking import dropout_by_slot, mask_nodes, mask_nodes_by_slot, pick_lowest, remask
 
 __all__ = [
     "CENTRALITIES",
@@ -39,6 +39,7 @@ __all__ = [
     "diffusion",
     "drop_edges",
     "drop_nodes",
+    "dropout_by_slot",
     "dropout_features",
     "gca_edge_weights",
     "gca_feature_weights",
@@ -49,8 +50,10 @@ __all__ = [
     "keep_nodes",
     "mask_features",
     "mask_nodes",
+    "mask_nodes_by_slot",
     "node_centrality",
     "node_offsets",
+    "pick_lowest",
     "ppr",
     "random_choice",
     "remask",

@@ -1,6 +1,6 @@
 """Loss functions of embeddings for graph contrastive / self-supervised learning.
 
-Pure functions of JAX arrays (imports only jax, numpy and the standard library).
+Pure functions of JAX arrays (imports jax, numpy and the mesh reductions of :mod:`gcl_jax.parallel`).
 
 N x N losses (``info_nce``, ``nt_xent``, ``clip``, ``siglip``,
 ``debiased_info_nce``, ``hard_info_nce``, ``multi_similarity``) share the

@@ -12,7 +12,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import as_valid, count_valid, global_mean, l2_normalize
+from gcl_jax.parallel import as_valid, count_valid, global_mean
+
+from ._common import l2_normalize
 
 
 def _batch_logsumexp(x, axis_name):

@@ -25,7 +25,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from ._common import as_valid, count_valid, global_ids, global_mean, l2_normalize, per_row
+from gcl_jax.parallel import as_valid, count_valid, global_ids, global_mean
+
+from ._common import l2_normalize, per_row
 from ._ring import reduce_rows
 from ._tiling import Head, identity_value, ones_value
 

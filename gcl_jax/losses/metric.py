@@ -6,7 +6,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._common import as_valid, global_ids, global_mean
+from gcl_jax.parallel import as_valid, global_ids, global_mean
+
 from ._ring import reduce_rows
 from ._tiling import Head
 

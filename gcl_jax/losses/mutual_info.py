@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._common import as_valid, global_mean, psum
+from gcl_jax.parallel import as_valid, global_mean, psum
 
 
 def jsd(pos_scores, neg_scores, *, pos_valid=None, neg_valid=None, axis_name=None):

@@ -8,7 +8,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._common import as_valid, global_mean, l2_normalize
+from gcl_jax.parallel import as_valid, global_mean
+
+from ._common import l2_normalize
 
 
 def _cosine(a, b):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._common import as_valid, count_valid, global_mean, psum
+from gcl_jax.parallel import as_valid, count_valid, global_mean, psum
 
 
 def _centered(z, valid, axis_name):

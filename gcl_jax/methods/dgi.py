@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from gcl_jax import augment, losses, parallel
 from gcl_jax import graph as G
-from gcl_jax.losses._common import as_valid, global_mean, psum
+from gcl_jax.parallel import as_valid, global_mean, psum
 from gcl_jax.nn import GraphEncoder
 from gcl_jax.train import Method
 

@@ -5,6 +5,11 @@ ELU projection head; InfoNCE with inter- and intra-view negatives, both directio
 (``losses.info_nce`` with its defaults). Embeddings for evaluation are the encoder outputs.
 Defaults are the official config.yaml's Cora entry (github.com/CRIPAC-DIG/GRACE).
 
+``model.block_size`` is 256 by default: the blockwise InfoNCE forms the inter-view similarity
+block once and the symmetric intra-view ones by halves, where the dense path (``block_size = 0``,
+the reference) differentiates four N x N blocks; same loss up to summation order, and its forward
+and backward pass take 2.1x less time on Cora on one core (``benchmarks/profile_step.py``).
+
 ``model.pot_kappa`` > 0 switches on POT (Yu et al., NeurIPS 2023, "Provable Training for Graph
 Contrastive Learning"; github.com/VoidHaruhi/POT-GCL): the loss becomes
 ``(1 - kappa) * InfoNCE + kappa * POT`` (the official GRACE/train.py mix), POT being the BCE (target
@@ -48,7 +53,7 @@ DEFAULTS = {
         "drop_feature": [0.3, 0.4],
         "tau": 0.4,
         "head_init": "torch",  # torch.nn.Linear's default init, as the official GRACE/GCA projection heads
-        "block_size": 0,
+        "block_size": 256,  # blockwise InfoNCE: the same loss by tiles, fwd+bwd 2.1x faster than dense (Cora, 1 core)
         "pot_kappa": 0.0,  # > 0: POT's compactness regularizer mixed in with this weight
         "compute_dtype": "float32",  # "bfloat16": encoder, head and loss inputs in bf16 (f32 parameters)
     },

@@ -17,7 +17,8 @@ Masking as the official ``encoding_mask_noise`` on the batched graph: exactly
 given the features of random real nodes of the batch (drawn with replacement here; the official
 code draws distinct ones). Every random draw (which nodes, which sources, the feature dropout) is
 keyed by graph slot and node position (``augment.graph_uniforms``), and ranks are taken over all
-devices' draws, so the choice does not depend on how the batch is laid out.
+devices' draws, so the choice does not depend on how the batch is laid out
+(:func:`gcl_jax.augment.mask_nodes_by_slot`, :func:`gcl_jax.augment.dropout_by_slot`).
 
 Data parallel (``model["axis_name"]``): each device encodes and decodes its sub-batch of graphs
 (:func:`gcl_jax.parallel.in_slots` layout), batch norm takes its statistics over all devices'
@@ -33,11 +34,9 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from gcl_jax import augment, parallel
 from gcl_jax import graph as G
-from gcl_jax.losses._common import psum
 from gcl_jax.methods.graphmae import masked_reconstruction
 from gcl_jax.nn import MLP, Activation, Norm, propagate, readout
 from gcl_jax.train import Method
@@ -68,50 +67,6 @@ DEFAULTS = {
 }
 
 
-def _gathered(x: jax.Array, axis_name: str | None) -> jax.Array:
-    """All devices' ``x`` rows, device after device (so real nodes in the whole batch's order);
-    ``x`` itself without ``axis_name``."""
-    return x if axis_name is None else lax.all_gather(x, axis_name, tiled=True)
-
-
-def lowest(draws: jax.Array, eligible: jax.Array, count: jax.Array, axis_name: str | None) -> jax.Array:
-    """True on the ``count`` eligible rows of all devices with the lowest ``draws`` (ties broken by
-    the whole batch's node order): a uniformly random subset of exactly ``count`` rows."""
-    score = _gathered(jnp.where(eligible, draws, 2.0), axis_name)
-    rank = jnp.argsort(jnp.argsort(score, stable=True))
-    return parallel.local_rows(rank, axis_name)[0] < count  # this device's block of the gathered rows
-
-
-def slot_mask_nodes(key, graph, token, rate: float, replace_rate: float, *, axis_name: str | None = None):
-    """GraphMAE's masking of a padded batch (or a device's sub-batch of it), keyed by graph slot
-    and node position: ``floor(rate * N)`` of the ``N`` real nodes of all devices get ``token``, of
-    them ``floor(replace_rate * masked)`` the features of uniformly drawn real nodes of the batch
-    instead. Returns ``(graph, mask [N_local])``."""
-    k_mask, k_noise, k_source = jax.random.split(key, 3)
-    n = graph.nodes.shape[0]
-    real = G.real_node_mask(graph, True)
-    draw = lambda k: augment.graph_uniforms(k, graph.n_node, n)
-    num_real = psum(jnp.sum(real), axis_name)
-    num_mask = jnp.floor(rate * num_real).astype(jnp.int32)
-    mask = lowest(draw(k_mask), real, num_mask, axis_name)
-    noise = lowest(draw(k_noise), mask, jnp.floor(replace_rate * num_mask).astype(jnp.int32), axis_name)
-    every_real = _gathered(real, axis_name)
-    real_rows = jnp.argsort(~every_real, stable=True)  # the batch's real nodes first, in order
-    source = real_rows[jnp.minimum(jnp.floor(draw(k_source) * num_real).astype(jnp.int32), num_real - 1)]
-    x = graph.nodes
-    replaced = _gathered(x, axis_name)[source]
-    masked = jnp.where(noise[:, None], replaced, jnp.where(mask[:, None], token.astype(x.dtype), x))
-    return graph._replace(nodes=masked), mask
-
-
-def slot_dropout(key: jax.Array, graph: G.GraphsTuple, x: jax.Array, rate: float) -> jax.Array:
-    """Inverted dropout of node features ``x [N, F]`` with draws keyed by feature, graph slot and
-    node position (``augment.graph_uniforms``): a node's mask does not depend on its batch's layout."""
-    keys = jax.random.split(key, x.shape[-1])
-    draws = jax.vmap(lambda k: augment.graph_uniforms(k, graph.n_node, x.shape[0]))(keys).T
-    return jnp.where(draws >= rate, x / (1.0 - rate), 0.0).astype(x.dtype)
-
-
 class _GINLayer(nn.Module):
     """Local helper: GraphMAE's GIN layer (GIN-0 sum aggregation into a two-layer MLP whose hidden
     width, activation and norm are configurable; the shared ``GINConv`` fixes the MLP's hidden width
@@ -138,8 +93,8 @@ class _GINLayer(nn.Module):
 
 class GIN(nn.Module):
     """GraphMAE's GIN stack: ``dropout -> _GINLayer`` per layer (widths ``features``); the dropout
-    is :func:`slot_dropout` (rng stream ``"dropout"``), batch norm over all devices on
-    ``norm_axis_name``."""
+    is :func:`gcl_jax.augment.dropout_by_slot` (rng stream ``"dropout"``), batch norm over all
+    devices on ``norm_axis_name``."""
 
     hidden: int
     features: tuple
@@ -154,7 +109,7 @@ class GIN(nn.Module):
         h = graph.nodes
         for i, width in enumerate(self.features):
             if self.dropout and train:
-                h = slot_dropout(self.make_rng("dropout"), graph, h, self.dropout)
+                h = augment.dropout_by_slot(self.make_rng("dropout"), graph, h, self.dropout)
             layer = _GINLayer(self.hidden, width, self.activation, self.norm, self.encoding, self.norm_axis_name,
                               name=f"gin_{i}")
             h = layer(graph, h, train=train, node_mask=node_mask)
@@ -179,7 +134,7 @@ def build(model: dict, sample) -> Method:
     in_dim = graph.nodes.shape[-1]
     encoder, to_decoder, decoder = networks(model, in_dim)
     axis_name = model.get("axis_name")  # set by the runner for multi-device training
-    mask_nodes = functools.partial(slot_mask_nodes, axis_name=axis_name)
+    mask_nodes = functools.partial(augment.mask_nodes_by_slot, axis_name=axis_name)
 
     def prepare(batch):
         graph, _ = parallel.local_graph(batch)
@@ -226,7 +181,7 @@ def build(model: dict, sample) -> Method:
 
     def loss(params, state, key, batch):
         value, (_, mask, new_state) = reconstruct(params, state, key, batch)
-        return value, (new_state, {"masked": psum(jnp.sum(mask), axis_name)})
+        return value, (new_state, {"masked": parallel.psum(jnp.sum(mask), axis_name)})
 
     def embed(params, state, batch):
         graph = prepare(batch)

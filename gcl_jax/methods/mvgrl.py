@@ -43,7 +43,7 @@ import numpy as np
 
 from gcl_jax import augment, losses, parallel
 from gcl_jax import graph as G
-from gcl_jax.losses._common import as_valid, global_mean
+from gcl_jax.parallel import as_valid, global_mean
 from gcl_jax.methods.dgi import Bilinear, global_summary
 from gcl_jax.nn import Activation, GCNConv
 from gcl_jax.train import Method

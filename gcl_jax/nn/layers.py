@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from gcl_jax import graph as G
-from gcl_jax.losses._common import psum
+from gcl_jax.parallel import psum
 from gcl_jax.nn.ops import propagate, segment_softmax
 
 glorot = nn.initializers.glorot_uniform()
