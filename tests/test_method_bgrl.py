@@ -36,7 +36,7 @@ def test_embeddings_finite_with_encoder_width(setup):
 
 
 def test_target_is_independent_init_and_not_trained_by_gradients(setup):
-    _, _, method, _, _, ts0, _, _ = setup
+    _, _, _, _, _, ts0, _, _ = setup
     online, target = ts0.params["encoder"], ts0.state["target"]["params"]
     assert jax.tree_util.tree_structure(online) == jax.tree_util.tree_structure(target)
     assert not np.allclose(online["gcn_0"]["Dense_0"]["kernel"], target["gcn_0"]["Dense_0"]["kernel"])
@@ -66,6 +66,27 @@ def test_online_batch_stats_update_and_state_structure_is_stable(setup):
     mean0 = np.asarray(ts0.state["batch_stats"]["norm_0"]["BatchNorm_0"]["mean"])
     mean = np.asarray(ts.state["batch_stats"]["norm_0"]["BatchNorm_0"]["mean"])
     assert not np.allclose(mean0, mean)
+
+
+def test_gat_variant_trains_with_multi_head_attention_parameters():
+    """``model.layer = "gat"`` (GraphMAE's BGRL re-run): GAT layers with ``heads`` concatenated heads."""
+    graph = cora_graph()
+    model = config_lib.merge(bgrl.DEFAULTS["model"], {
+        "layer": "gat", "heads": 2, "encoder": [32, 16], "predictor_hidden": 32, "total_steps": STEPS,
+    })
+    method = bgrl.build(model, graph)
+    optimizer, _ = train.make_optimizer(
+        1e-3, STEPS, weight_decay=1e-5, decoupled=True, warmup_steps=3, schedule="cosine"
+    )
+    ts0, ts, history = train_steps(method, optimizer, graph, STEPS)
+    assert_loss_decreases(history, 0.1)
+    online = ts0.params["encoder"]
+    assert set(online) >= {"gat_0", "gat_1"} and not any(name.startswith("gcn") for name in online)
+    assert online["gat_0"]["att_src"].shape == (1, 2, 16)  # 2 heads of 32 // 2 features
+    assert online["gat_1"]["att_dst"].shape == (1, 2, 8)
+    assert jax.tree_util.tree_structure(ts0.state["target"]["params"]) == jax.tree_util.tree_structure(online)
+    z = np.asarray(jax.jit(method.embed)(ts.params, ts.state, graph))
+    assert z.shape == (2708, 16) and np.isfinite(z).all()
 
 
 @pytest.mark.parametrize("dataset", ["cora", "citeseer", "amazon-computers", "amazon-photo"])

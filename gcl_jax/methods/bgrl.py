@@ -1,6 +1,6 @@
 """BGRL (Thakoor et al., ICLR 2022, "Large-Scale Representation Learning on Graphs via Bootstrapping").
 
-Two views by edge dropping and feature-column masking. The online GCN encoder (every layer
+Two views by edge dropping and feature-column masking. The online GCN (or GAT) encoder (every layer
 ``GCN -> batch norm -> PReLU``) and a one-hidden-layer PReLU predictor map view ``a`` to ``q_a``;
 a target encoder of the same shape, initialized independently and never trained by gradients,
 maps view ``b`` to ``y_b``. Loss: ``losses.bootstrap`` symmetrized and halved, which is the
@@ -17,6 +17,9 @@ Sharded (``--devices N``): every device runs both networks on the whole (replica
 batch statistics and the EMA target update are the one-device ones; the cosine loss is averaged
 over each device's own rows and psum-ed (``losses.bootstrap`` with ``axis_name``).
 Defaults are the official Amazon-Photos config (github.com/nerdslab/bgrl, config/amazon-photos.cfg).
+``model.layer = "gat"`` swaps the GCN layers for GAT ones (``model.heads`` heads, concatenated to the
+layer width or, with ``gat_concat = false``, averaged): GraphMAE's re-run of BGRL on Cora / CiteSeer /
+PubMed used GATConv (github.com/THUDM/GraphMAE issue #4).
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ DEFAULTS = {
     "normalize_features": True,
     "checkpoint_every": 1000,
     "model": {
+        "layer": "gcn",
+        "heads": 1,
+        "gat_concat": True,
         "encoder": [256, 128],
         "predictor_hidden": 512,
         "norm": "batch",
@@ -53,7 +59,10 @@ DEFAULTS = {
 
 
 def build(model: dict, sample) -> Method:
-    encoder = GraphEncoder("gcn", tuple(model["encoder"]), activation=model["activation"], norm=model["norm"])
+    encoder = GraphEncoder(
+        model["layer"], tuple(model["encoder"]), activation=model["activation"], norm=model["norm"],
+        heads=int(model["heads"]), gat_concat=bool(model["gat_concat"]),
+    )
     predictor = MLP((model["predictor_hidden"], model["encoder"][-1]), activation="prelu")
     total_steps = int(model["total_steps"])
     axis_name = model.get("axis_name")  # set by the runner for multi-device training
