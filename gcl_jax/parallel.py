@@ -162,9 +162,14 @@ def global_ids(n, axis_name):
     return ids + lax.axis_index(axis_name).astype(jnp.int32) * n
 
 
-def global_mean(values, valid, axis_name):
-    """Mean of ``values`` (float32) over the valid rows of all devices."""
+def global_mean(values, valid, axis_name, weights=None):
+    """Mean of ``values`` (float32) over the valid rows of all devices; with ``weights`` (one
+    non-negative number per row) the weighted mean ``sum w v / sum w`` over the valid rows."""
     values = values.astype(jnp.float32)
+    if weights is not None:
+        weights = jnp.where(valid, jnp.asarray(weights, jnp.float32), 0.0)
+        total = psum(jnp.sum(jnp.where(valid, weights * values, 0.0)), axis_name)  # padding may hold inf
+        return total / jnp.maximum(psum(jnp.sum(weights), axis_name), 1e-12)
     valid = jnp.broadcast_to(valid.reshape(valid.shape + (1,) * (values.ndim - valid.ndim)),
                              values.shape)
     total = psum(jnp.sum(jnp.where(valid, values, 0.0)), axis_name)

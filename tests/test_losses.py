@@ -27,6 +27,7 @@ def _data():
         "z1": jnp.asarray(z1), "z2": jnp.asarray(z2),
         "labels": jnp.asarray(rng.integers(0, 5, N), jnp.int32),
         "tau": jnp.asarray(rng.uniform(0.3, 0.8, N), jnp.float32),
+        "counts": jnp.asarray(rng.integers(0, 4, N), jnp.float32),  # anchor weights, some 0
         "logit_scale": jnp.float32(1.5), "bias": jnp.float32(-2.0),
         "z3": jnp.asarray(rng.normal(size=(N, D)), jnp.float32),
         "protos": jnp.asarray(rng.normal(size=(6, D)), jnp.float32),
@@ -50,6 +51,9 @@ CASES = {
                         ("z1", "z2", "labels"), (), True),
     "info_nce_per_sample_tau": (lambda a, b, t, **k: losses.info_nce(a, b, temperature=t, **k),
                                 ("z1", "z2", "tau"), (), True),
+    "info_nce_anchor_weights": (
+        lambda a, b, w, **k: losses.info_nce(a, b, temperature=0.5, anchor_weights=w, **k),
+        ("z1", "z2", "counts"), (), True),
     "clip": (lambda a, b, s, **k: losses.clip(a, b, s, **k), ("z1", "z2"), ("logit_scale",), True),
     "siglip": (lambda a, b, s, c, **k: losses.siglip(a, b, s, c, **k), ("z1", "z2"),
                ("logit_scale", "bias"), True),

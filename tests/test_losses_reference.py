@@ -30,9 +30,10 @@ def softplus(x):
 # --- InfoNCE family --------------------------------------------------------
 
 
-def grace(z1, z2, tau, intra=True, symmetric=True):
+def grace(z1, z2, tau, intra=True, symmetric=True, weights=None):
     """GRACE eq. (1): -log e^{s(u_i,v_i)} / (e^{s(u_i,v_i)} + sum_{k!=i} e^{s(u_i,v_k)}
-    + sum_{k!=i} e^{s(u_i,u_k)}), averaged over both views."""
+    + sum_{k!=i} e^{s(u_i,u_k)}), averaged over both views (weighted by ``weights`` per node)."""
+    weights = np.ones(len(z1)) if weights is None else weights
     u1, u2 = unit(z1), unit(z2)
     tau = np.broadcast_to(tau, (len(z1),))[:, None]
 
@@ -43,9 +44,12 @@ def grace(z1, z2, tau, intra=True, symmetric=True):
             den = den + np.exp(same).sum(1) - np.exp(np.diag(same))
         return -np.log(np.exp(np.diag(inter)) / den)
 
+    def mean(terms):
+        return np.sum(weights * terms) / np.sum(weights)
+
     if not symmetric:
-        return side(u1, u2).mean()
-    return 0.5 * (side(u1, u2).mean() + side(u2, u1).mean())
+        return mean(side(u1, u2))
+    return 0.5 * (mean(side(u1, u2)) + mean(side(u2, u1)))
 
 
 def supcon(z1, z2, labels, tau):
@@ -189,6 +193,7 @@ REFERENCES = {
                                             symmetric=False),
     "info_nce_labels": lambda: supcon(np_("z1"), np_("z2"), np.asarray(DATA["labels"]), 0.5),
     "info_nce_per_sample_tau": lambda: grace(np_("z1"), np_("z2"), np_("tau")),
+    "info_nce_anchor_weights": lambda: grace(np_("z1"), np_("z2"), 0.5, weights=np_("counts")),
     "clip": lambda: clip_np(np_("z1"), np_("z2"), 1.5),
     "siglip": lambda: siglip_np(np_("z1"), np_("z2"), 1.5, -2.0),
     "debiased_info_nce": lambda: dcl_hcl(np_("z1"), np_("z2"), 0.5, 0.1),

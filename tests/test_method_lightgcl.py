@@ -185,8 +185,21 @@ def test_contrast_is_dot_product_infonce_dense_and_blockwise():
         value, grad = jax.value_and_grad(lightgcl.contrast, argnums=1)(key, jnp.asarray(main, jnp.float32), jnp.asarray(aug, jnp.float32), model)
         assert float(value) == pytest.approx(want, rel=1e-5)
         np.testing.assert_allclose(grad, want_grad, atol=1e-5)
-    sampled = model_config(lightgcl, tau=0.2, contrast_sample=5)
+    sampled = model_config(lightgcl, tau=0.2, contrast_anchors="all", contrast_sample=5)
     assert np.isfinite(float(lightgcl.contrast(key, jnp.asarray(main), jnp.asarray(aug), sampled)))
+
+
+def test_batch_anchored_contrast_matches_numpy_with_duplicates():
+    rng = np.random.default_rng(1)
+    main, aug = rng.normal(size=(9, 4)), 0.7 * rng.normal(size=(9, 4))
+    anchors = np.array([3, 0, 3, 7, 3, 8])  # batch rows, node 3 three times; nodes 1, 2, 4-6 never anchor
+    logits = aug[anchors] @ main.T / 0.2  # every main-view row stays a candidate
+    want = np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(len(anchors)), anchors])
+    for block in (0, 4):
+        model = model_config(lightgcl, tau=0.2, block_size=block)
+        got = lightgcl.contrast(jax.random.PRNGKey(0), jnp.asarray(main, jnp.float32), jnp.asarray(aug, jnp.float32),
+                                model, jnp.asarray(anchors))
+        assert float(got) == pytest.approx(want, rel=1e-5)
 
 
 @pytest.mark.parametrize("module", [lightgcn, lightgcl])
@@ -212,5 +225,9 @@ def test_bad_config_values_are_named():
         lightgcn.build(model_config(lightgcn, init="zeros"), batch)
     with pytest.raises(ValueError, match="model.sampler"):
         lightgcn.build(model_config(lightgcn, sampler="items"), batch)
+    with pytest.raises(ValueError, match="model.contrast_anchors"):
+        lightgcl.build(model_config(lightgcl, contrast_anchors="users"), batch)
+    with pytest.raises(ValueError, match="model.contrast_sample"):
+        lightgcl.build(model_config(lightgcl, contrast_sample=8), batch)
     with pytest.raises(ValueError, match="svd_rank"):
         lightgcl.dataset_batch(ds, {"model": {"svd_rank": 50}})

@@ -138,7 +138,7 @@ def _dense_positive_mean(z1, z2, scale, pos_mask, meta, cand, symmetric):
 
 
 def _info_nce(z1, z2, scale, *, intra_view, symmetric, labels, pos_mask, valid,
-              block_size, axis_name, collective, team_up=None):
+              block_size, axis_name, collective, team_up=None, anchor_weights=None):
     views, meta = _two_views(z1, z2, valid, labels, axis_name, team_up)
     value = identity_value if team_up is None else _team_up_value
     cand = _candidates(intra_view)
@@ -164,12 +164,14 @@ def _info_nce(z1, z2, scale, *, intra_view, symmetric, labels, pos_mask, valid,
         pos = _per_anchor(stats, 1, symmetric)
     lse = _per_anchor(stats, 0, symmetric)
     valid = jnp.concatenate([meta[a]["valid"] for a in _anchor_views(symmetric)])
-    return global_mean(lse - pos, valid, axis_name)
+    if anchor_weights is not None:
+        anchor_weights = jnp.tile(per_row(anchor_weights, z1.shape[0]), len(_anchor_views(symmetric)))
+    return global_mean(lse - pos, valid, axis_name, anchor_weights)
 
 
 def info_nce(z1, z2, *, temperature=0.5, intra_view=True, symmetric=True, labels=None,
              pos_mask=None, valid=None, block_size=None, axis_name=None,
-             collective="ring", team_up=None):
+             collective="ring", team_up=None, anchor_weights=None):
     r"""InfoNCE over two views with all in-batch negatives (GRACE / GCA form).
 
     With ``u = z / ||z||`` and ``s(a, b) = <a, b> / tau_a`` (``tau_a`` is the
@@ -203,12 +205,21 @@ def info_nce(z1, z2, *, temperature=0.5, intra_view=True, symmetric=True, labels
     CSGCL's ``(cos + gamma (S_i + S_j)) / tau`` is ``team_up = gamma * S / tau``.
     The bonus is a constant (no gradient flows to it); not with ``pos_mask``.
 
+    ``anchor_weights`` (float ``(N,)``, non-negative, the local shard under
+    ``axis_name``) weighs each node's anchor terms (in both views with
+    ``symmetric``): the loss becomes ``sum_i w_i l_i / sum_i w_i``, while every
+    node stays a candidate whatever its weight.  With ``w_i`` the number of
+    times node ``i`` appears in a mini-batch this is InfoNCE over the batch's
+    anchors (duplicates counted) against all nodes, as LightGCL anchors its
+    contrast.
+
     Returns the mean over valid anchors (global under ``axis_name``).
     """
     return _info_nce(z1, z2, _inverse_temperature(temperature, valid, z1.shape[0]),
                      intra_view=intra_view, symmetric=symmetric, labels=labels,
                      pos_mask=pos_mask, valid=valid, block_size=block_size,
-                     axis_name=axis_name, collective=collective, team_up=team_up)
+                     axis_name=axis_name, collective=collective, team_up=team_up,
+                     anchor_weights=anchor_weights)
 
 
 def nt_xent(z1, z2, *, temperature=0.5, valid=None, block_size=None, axis_name=None,

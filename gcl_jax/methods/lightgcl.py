@@ -11,14 +11,17 @@ from the *main* view's previous layer, and the view's final embedding combines
 
 The contrast is InfoNCE between the two views' final embeddings as the official model.py scores
 it: anchor the SVD-view embedding of a user, positive the same user's main-view embedding, negatives
-every other user's main-view embedding, logits raw dot products over ``tau`` (the paper writes a
+every user's main-view embedding, logits raw dot products over ``tau`` (the paper writes a
 similarity ``s``; the code uses no normalization, and with cosine the shared layer-0 term lets the
-contrast drown BPR: recall fell to chance level in our runs); the same over items. It runs through
-``losses.info_nce`` (:func:`dot_product_info_nce`), blockwise with ``block_size`` > 0, so the
-users x users and items x items matrices never exist. The official code clamps the positive logit to
-[-5, 5], which ``info_nce`` cannot express; we leave it out. ``contrast_sample`` > 0 contrasts that
-many users and that many items drawn per step without replacement instead of all of them (a CPU
-budget option; 0 = all). Loss: ``BPR + lambda_1 (L_users + L_items) + lambda_2 sum |theta|^2``.
+contrast drown BPR: recall fell to chance level in our runs); the same over items. The anchors
+(``contrast_anchors``) are the step's BPR users and positive and negative items, duplicates counted,
+as the official code anchors on ``uids`` and ``iids`` (``"batch"``, the default), or every user and
+item once (``"all"``). It runs through ``losses.info_nce`` (:func:`dot_product_info_nce`; batch
+anchors become per-node anchor weights), blockwise with ``block_size`` > 0, so the users x users and
+items x items matrices never exist. The official code clamps the positive logit to [-5, 5], which
+``info_nce`` cannot express; we leave it out. ``contrast_sample`` > 0 (with ``"all"`` only)
+contrasts that many users and that many items drawn per step without replacement instead of all of
+them (a CPU budget option; 0 = all). Loss: ``BPR + lambda_1 (L_users + L_items) + lambda_2 sum |theta|^2``.
 
 Defaults are the official parser.py (github.com/HKUDS/LightGCL): d = 64, 2 layers, q = 5,
 tau = 0.2, lambda_1 = 0.2, lambda_2 = 1e-7, lr 0.001, 4096 interactions per step, no edge dropout,
@@ -57,6 +60,7 @@ DEFAULTS = {
         "tau": 0.2,
         "lambda_contrast": 0.2,
         "lambda_l2": 1e-7,
+        "contrast_anchors": "batch",
         "contrast_sample": 0,
         "block_size": 1024,
     },
@@ -92,9 +96,11 @@ def svd_propagate(batch: dict, x: jax.Array, num_users: int) -> jax.Array:
     return jnp.concatenate([users, items])
 
 
-def dot_product_info_nce(anchors: jax.Array, candidates: jax.Array, tau: float, block_size: int | None) -> jax.Array:
+def dot_product_info_nce(anchors: jax.Array, candidates: jax.Array, tau: float, block_size: int | None,
+                         anchor_weights: jax.Array | None = None) -> jax.Array:
     """``mean_i [log sum_j exp(<a_i, c_j> / tau) - <a_i, c_i> / tau]``: InfoNCE on raw dot products,
-    as LightGCL's code scores its views, through the cosine-based ``losses.info_nce``.
+    as LightGCL's code scores its views, through the cosine-based ``losses.info_nce`` (a mean
+    weighted by ``anchor_weights`` when given).
 
     Every candidate gets one extra coordinate ``sqrt(r^2 - |c_j|^2)`` (``r`` just above the largest
     norm, held constant) and every anchor a 0 there, so all candidates have norm ``r`` and the dot
@@ -106,11 +112,20 @@ def dot_product_info_nce(anchors: jax.Array, candidates: jax.Array, tau: float, 
     lifted = jnp.concatenate([candidates, jnp.sqrt(radius**2 - norms**2)[:, None]], axis=1)
     padded = jnp.concatenate([anchors, jnp.zeros_like(anchors[:, :1])], axis=1)
     temperature = tau / (jnp.maximum(jnp.linalg.norm(anchors, axis=1), 1e-12) * radius)
-    return losses.info_nce(padded, lifted, temperature=temperature, intra_view=False, symmetric=False, block_size=block_size)
+    return losses.info_nce(padded, lifted, temperature=temperature, intra_view=False, symmetric=False,
+                           block_size=block_size, anchor_weights=anchor_weights)
 
 
-def contrast(key, main: jax.Array, augmented: jax.Array, model: dict) -> jax.Array:
-    """LightGCL's InfoNCE: SVD-view anchors against all (or ``contrast_sample``) main-view rows."""
+#: Which SVD-view rows anchor the contrast: the step's BPR users / items (official) or every row once.
+CONTRAST_ANCHORS = ("batch", "all")
+
+
+def contrast(key, main: jax.Array, augmented: jax.Array, model: dict, anchors: jax.Array | None = None) -> jax.Array:
+    """LightGCL's InfoNCE against all main-view rows: anchored on the rows listed in ``anchors``
+    (duplicates counted) or, without them, on all (or ``contrast_sample``) rows."""
+    if anchors is not None:
+        weights = jnp.zeros(main.shape[0], jnp.float32).at[anchors].add(1.0)
+        return dot_product_info_nce(augmented, main, model["tau"], model["block_size"] or None, weights)
     size = model["contrast_sample"]
     if 0 < size < main.shape[0]:
         rows = jax.random.choice(key, main.shape[0], (size,), replace=False)
@@ -118,17 +133,32 @@ def contrast(key, main: jax.Array, augmented: jax.Array, model: dict) -> jax.Arr
     return dot_product_info_nce(augmented, main, model["tau"], model["block_size"] or None)
 
 
+def check_contrast_options(model: dict) -> None:
+    """Reject an unknown ``contrast_anchors``, or row sampling combined with batch anchors."""
+    if model["contrast_anchors"] not in CONTRAST_ANCHORS:
+        raise ValueError(f"model.contrast_anchors: expected one of {', '.join(CONTRAST_ANCHORS)}, "
+                         f"got {model['contrast_anchors']!r}")
+    if model["contrast_anchors"] == "batch" and model["contrast_sample"]:
+        raise ValueError("model.contrast_sample: row sampling needs contrast_anchors = \"all\" "
+                         "(batch anchors always contrast against every row)")
+
+
 def build(model: dict, sample: dict) -> Method:
     """LightGCN + BPR with LightGCL's SVD-view contrast and L2 on all parameters."""
     num_users = int(sample["sizes"][0])
+    check_contrast_options(model)
+    by_batch = model["contrast_anchors"] == "batch"
 
     def contrast_loss(params, key, forward, batch):
         combine, layers = COMBINERS[model["layer_combine"]], forward.layers  # combine: checked by build_recommender
         main = combine(layers)
         augmented = combine([layers[0]] + [svd_propagate(batch, x, num_users) for x in layers[:-1]])
         k_users, k_items = jax.random.split(key)
-        users = contrast(k_users, main[:num_users], augmented[:num_users], model)
-        items = contrast(k_items, main[num_users:], augmented[num_users:], model)
+        batch_users, positive_items, negative_items = forward.triples
+        user_anchors = batch_users if by_batch else None
+        item_anchors = jnp.concatenate([positive_items, negative_items]) if by_batch else None
+        users = contrast(k_users, main[:num_users], augmented[:num_users], model, user_anchors)
+        items = contrast(k_items, main[num_users:], augmented[num_users:], model, item_anchors)
         l2 = sum(jnp.sum(p**2) for p in jax.tree_util.tree_leaves(params))
         value = model["lambda_contrast"] * (users + items) + model["lambda_l2"] * l2
         return value, {"contrast_users": users, "contrast_items": items}
