@@ -13,9 +13,12 @@ linear warm-up then cosine decay of the learning rate. Embeddings: the online en
 batch-norm statistics and the target network (its params and its own batch statistics).
 The EMA schedule runs over ``model["total_steps"]``, the run's optimizer steps, which the runner
 fills in (so ``--set epochs=N`` shortens both together).
-Sharded (``--devices N``): every device runs both networks on the whole (replicated) graph, so
-batch statistics and the EMA target update are the one-device ones; the cosine loss is averaged
-over each device's own rows and psum-ed (``losses.bootstrap`` with ``axis_name``).
+Sharded (``--devices N``): every device runs both networks on the whole (replicated) graph, or,
+with a ``[partition]`` table, on its own cluster mini-batch (owned nodes plus a halo). Batch
+statistics are taken over the owned rows of all devices (the encoder's ``norm_axis_name``), so they
+are the one-device statistics of the full graph or of the union of the parts, and the EMA target
+update is the same on every device; the cosine loss is averaged over each device's owned rows and
+psum-ed (``losses.bootstrap`` with ``axis_name``).
 Defaults are the official Amazon-Photos config (github.com/nerdslab/bgrl, config/amazon-photos.cfg).
 ``model.layer = "gat"`` swaps the GCN layers for GAT ones (``model.heads`` heads, concatenated to the
 layer width or, with ``gat_concat = false``, averaged): GraphMAE's re-run of BGRL on Cora / CiteSeer /
@@ -32,6 +35,7 @@ from gcl_jax.train import Method
 
 LEVEL = "node"
 SHARDED = True  # reads model["axis_name"]: the loss's rows split across devices
+PARTITIONED = True  # accepts cluster mini-batches: see DEFAULTS["partition"]
 
 DEFAULTS = {
     "epochs": 10000,
@@ -55,17 +59,18 @@ DEFAULTS = {
         "ema_base": 0.99,
     },
     "eval": {"protocol": "random"},
+    "partition": {"parts": 0, "halo": 0},  # parts > 0: cluster mini-batches (gcl_jax.partition)
 }
 
 
 def build(model: dict, sample) -> Method:
+    axis_name = model.get("axis_name")  # set by the runner for multi-device training
     encoder = GraphEncoder(
         model["layer"], tuple(model["encoder"]), activation=model["activation"], norm=model["norm"],
-        heads=int(model["heads"]), gat_concat=bool(model["gat_concat"]),
+        heads=int(model["heads"]), gat_concat=bool(model["gat_concat"]), norm_axis_name=axis_name,
     )
     predictor = MLP((model["predictor_hidden"], model["encoder"][-1]), activation="prelu")
     total_steps = int(model["total_steps"])
-    axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
     def view(key, graph, index):
         k_edge, k_feat = jax.random.split(key)
@@ -82,11 +87,12 @@ def build(model: dict, sample) -> Method:
         state = {"batch_stats": online.get("batch_stats", {}), "target": dict(target)}
         return params, state
 
-    def encode(variables, graph):
-        """Training-mode forward; returns the output and the updated batch statistics."""
+    def encode(variables, graph, owned):
+        """Training-mode forward (batch statistics over the ``owned`` rows, all of them when None);
+        returns the output and the updated batch statistics."""
         if "batch_stats" not in variables or not variables["batch_stats"]:
-            return encoder.apply(variables, graph, train=True), variables.get("batch_stats", {})
-        h, updated = encoder.apply(variables, graph, train=True, mutable=["batch_stats"])
+            return encoder.apply(variables, graph, train=True, node_mask=owned), variables.get("batch_stats", {})
+        h, updated = encoder.apply(variables, graph, train=True, node_mask=owned, mutable=["batch_stats"])
         return h, updated["batch_stats"]
 
     def loss(params, state, key, batch):
@@ -95,11 +101,11 @@ def build(model: dict, sample) -> Method:
         g1, g2 = view(k1, graph, 0), view(k2, graph, 1)
         # online and target both run in training mode (batch statistics of the view), as the
         # official code; the online statistics are updated view 1 then view 2.
-        h1, stats = encode({"params": params["encoder"], "batch_stats": state["batch_stats"]}, g1)
-        h2, stats = encode({"params": params["encoder"], "batch_stats": stats}, g2)
+        h1, stats = encode({"params": params["encoder"], "batch_stats": state["batch_stats"]}, g1, owned)
+        h2, stats = encode({"params": params["encoder"], "batch_stats": stats}, g2, owned)
         target = state["target"]
-        y2, t_stats = encode({"params": target["params"], "batch_stats": target.get("batch_stats", {})}, g2)
-        y1, t_stats = encode({"params": target["params"], "batch_stats": t_stats}, g1)
+        y2, t_stats = encode({"params": target["params"], "batch_stats": target.get("batch_stats", {})}, g2, owned)
+        y1, t_stats = encode({"params": target["params"], "batch_stats": t_stats}, g1, owned)
         q1, q2 = predictor.apply(params["predictor"], h1), predictor.apply(params["predictor"], h2)
         (q1, valid), (q2, _), (y1, _), (y2, _) = (parallel.owned_rows(x, owned, axis_name) for x in (q1, q2, y1, y2))
         value = 0.5 * (losses.bootstrap(q1, y2, valid=valid, axis_name=axis_name)
