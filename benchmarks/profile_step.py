@@ -134,7 +134,8 @@ def profile(dataset_name: str, repeats: int) -> list[tuple[str, str, float]]:
             loss_rows = info_nce_parts(G.num_nodes(graph), encoder.widths[-1], model["tau"], model["block_size"] or 256,
                                        repeats)
         else:
-            encoder = nn.GraphEncoder("gcn", tuple(model["encoder"]), activation=model["activation"], norm=model["norm"])
+            encoder = nn.GraphEncoder(model["layer"], tuple(model["encoder"]), activation=model["activation"],
+                                      norm=model["norm"], heads=model["heads"], gat_concat=model["gat_concat"])
             bootstrap = lambda a, b: 0.5 * (losses.bootstrap(a, b) + losses.bootstrap(b, a))
             loss_rows = {"loss fwd+bwd": loss_ms(bootstrap, G.num_nodes(graph), encoder.widths[-1], repeats)}
         parts = {**augment_parts(graph, model["drop_edge"][0], model["drop_feature"][0], repeats),

@@ -15,8 +15,14 @@ on the same arrays, for the same number of epochs (one full-graph step = one epo
   as ``train.fit`` does (``float(loss)`` each step), minus checkpoints and logging; then
   ``method.embed``.
 - PyTorch: ``benchmarks/torch_reference.py``, GRACE and BGRL written from the papers to the
-  same architecture, augmentations, loss, optimizer and schedules (see its docstring); it gets
-  the very feature matrix and edge list gcl-jax trains on, through an ``.npz`` file.
+  same architecture (BGRL's layers GCN or GAT as the config's ``model.layer`` says), augmentations,
+  loss, optimizer and schedules (see its docstring); it gets the very feature matrix and edge list
+  gcl-jax trains on, through an ``.npz`` file.
+
+Pre-flight, before anything is measured: a short child process (the only one that imports both
+frameworks) copies gcl-jax's GCN and GAT layer parameters (one head; two heads concatenated and
+averaged) into the PyTorch reference's layers on a 5-node graph with a dropped edge and stops
+the benchmark unless the outputs agree to 1e-5 (:func:`preflight_layers`).
 
 Measured, per framework:
 
@@ -58,16 +64,16 @@ machine is shared, so look at the spread in the JSON too) and the mean accuracy 
 Threads on a shared machine: PyTorch's OpenMP threads spin-wait at the end of every parallel
 region. When other processes occupy the cores, one of the ``--threads`` threads is often
 descheduled and its partner spins through the scheduler's time slice, so multi-threaded
-PyTorch can run many times slower than single-threaded (seen here: BGRL on Cora 3.4 s/epoch
-with 2 threads against 0.30 s with 1, under a load average of 2.5 on 2 cores). XLA's pool
+PyTorch can run many times slower than single-threaded (seen here: BGRL on Cora, its earlier
+GCN config, 3.4 s/epoch with 2 threads against 0.30 s with 1, under a load average of 2.5 on 2 cores). XLA's pool
 does not degrade like that. ``--threads 1`` compares the frameworks' work free of this effect;
 ``--omp-wait-policy PASSIVE`` lets PyTorch's idle threads sleep instead (a standard OpenMP
 setting, recorded in the output). The script prints a note when the machine is busy.
 
-Epochs: the paper configs ask for 200 (GRACE Cora), 2000 (GRACE Amazon) and 10000 (BGRL)
-epochs, far too long for a 2-core CPU, so the defaults (``DEFAULT_EPOCHS``) are shorter and the
-table prints the epochs each cell used; ``--epochs N`` sets every cell. When a cell runs fewer
-epochs than its config, a linear warm-up (BGRL's 1000 of 10000 steps) is scaled by the same
+Epochs: the packaged configs ask for 200 (GRACE Cora), 2000 (GRACE Amazon), 100 (BGRL Cora)
+and 10000 (BGRL Amazon) epochs, far too long for a 2-core CPU, so the defaults
+(``DEFAULT_EPOCHS``) are shorter and the table prints the epochs each cell used; ``--epochs N`` sets every cell. When a cell runs fewer
+epochs than its config, a linear warm-up (BGRL's 1000 of 10000 steps, 10 of 100 on Cora) is scaled by the same
 factor, so the learning-rate schedule keeps its shape; BGRL's EMA schedule spans the run's steps
 on both sides (as ``gcl-jax train --set epochs=N`` does). Accuracies from shortened runs are for
 comparing the two frameworks with each other, not with the papers.
@@ -102,13 +108,14 @@ METHODS = ("grace", "bgrl")
 #: Epochs per (method, dataset) when --epochs is not given: chosen so the six cells finish in
 #: well under an hour on a 2-core CPU (config epochs: GRACE 200 / 2000 / 2000, BGRL 10000).
 #: Single-threaded s/epoch measured here (gcl-jax + torch): GRACE 0.9+1.4 / 10+13 / 19+30,
-#: BGRL 0.3+0.5 / 1.1+2.7 / 2.3+4.1 (Cora / Photo / Computers); the dense 2N x 2N GRACE loss
-#: makes its Amazon cells the expensive ones.
+#: BGRL 11.4+8.1 / 1.1+2.7 / 2.3+4.1 (Cora / Photo / Computers; BGRL Cora is GAT 4096/1024 since
+#: its config follows GraphMAE's re-run, the others GCN); the dense 2N x 2N GRACE loss makes its
+#: Amazon cells expensive, the wide GAT layers BGRL's Cora cell.
 DEFAULT_EPOCHS = {
     ("grace", "cora"): 200,
     ("grace", "amazon-photo"): 20,
     ("grace", "amazon-computers"): 8,
-    ("bgrl", "cora"): 300,
+    ("bgrl", "cora"): 20,
     ("bgrl", "amazon-photo"): 100,
     ("bgrl", "amazon-computers"): 50,
 }
@@ -227,6 +234,77 @@ def torch_worker(job: dict) -> None:
         "rss_peak_mib": _peak_rss_mib(),
     }
     (out / "result.json").write_text(json.dumps(record))
+
+
+# ----------------------------------------------------------------------------- pre-flight
+
+#: (layer, heads, gat_concat) settings whose two implementations the pre-flight compares
+PREFLIGHT_LAYERS = (("gcn", 1, True), ("gat", 1, True), ("gat", 2, True), ("gat", 2, False))
+
+
+def _load_flax_layer(torch_layer, params: dict) -> None:
+    """Copy one gcl-jax GCNConv / GATConv's flax params into its PyG twin (kernels transposed)."""
+    import torch
+
+    names = {"Dense_0", "bias", *(("att_src", "att_dst") if "att_src" in params else ())}
+    if set(params) != names:
+        raise RuntimeError(f"pre-flight: unexpected gcl-jax layer params {sorted(params)}, expected {sorted(names)}")
+    pairs = [(torch_layer.lin.weight, np.asarray(params["Dense_0"]["kernel"]).T, "Dense_0.kernel (transposed)"),
+             (torch_layer.bias, params["bias"], "bias")]
+    pairs += [(getattr(torch_layer, name), params[name], name) for name in sorted(names & {"att_src", "att_dst"})]
+    with torch.no_grad():
+        for target, value, name in pairs:
+            value = torch.from_numpy(np.array(value, dtype=np.float32))
+            if target.shape != value.shape:
+                raise RuntimeError(f"pre-flight: gcl-jax param {name} has shape {tuple(value.shape)}, "
+                                   f"the PyTorch layer's {tuple(target.shape)}: the layers are built differently")
+            target.copy_(value)
+
+
+def preflight_layers(tolerance: float = 1e-5) -> None:
+    """Check that both frameworks' graph layers compute the same function; raise if not.
+
+    On a 5-node graph (directed edges, node 2 without in-edges, one edge dropped: masked for
+    gcl-jax, removed for PyG, as in training) a one-layer gcl-jax ``GraphEncoder`` (so its
+    width -> heads mapping is checked too) and ``torch_reference.graph_layer`` with the same
+    parameters must agree to ``tolerance`` for every setting in ``PREFLIGHT_LAYERS``.
+    Imports jax and torch together, so it runs in its own short process (``--_preflight``).
+    """
+    sys.path.insert(0, str(HERE))
+    import jax
+    import torch
+    import torch_reference as ref
+
+    from gcl_jax import graph as G
+    from gcl_jax.nn import GraphEncoder
+
+    in_dim, width = 3, 4
+    x = np.random.default_rng(0).normal(size=(5, in_dim)).astype(np.float32)
+    edge_index = np.array([[0, 1, 1, 3, 4, 0, 2, 2], [1, 0, 3, 1, 1, 4, 4, 0]])
+    keep = np.array([True] * 7 + [False])  # the last edge is dropped
+    graph = G.mask_edges(G.from_edge_index(edge_index, node_features=x), keep)
+    torch_edges = torch.from_numpy(edge_index[:, keep])
+    for layer, heads, concat in PREFLIGHT_LAYERS:
+        encoder = GraphEncoder(layer, (width,), activate_last=False, heads=heads, gat_concat=concat)
+        variables = encoder.init(jax.random.PRNGKey(1), graph, train=False)
+        expected = np.asarray(encoder.apply(variables, graph, train=False))
+        torch_layer = ref.graph_layer(layer, in_dim, width, heads, concat)
+        _load_flax_layer(torch_layer, variables["params"][f"{layer}_0"])
+        with torch.no_grad():
+            got = torch_layer(torch.from_numpy(x), torch_edges).numpy()
+        setting = f"layer={layer!r} heads={heads} gat_concat={concat}"
+        if got.shape != expected.shape or not np.allclose(got, expected, atol=tolerance, rtol=0.0):
+            error = np.abs(got - expected).max() if got.shape == expected.shape else "n/a"
+            raise RuntimeError(f"pre-flight: gcl-jax and PyTorch layers disagree for {setting}: shapes "
+                               f"{expected.shape} vs {got.shape}, max |difference| {error} (tolerance {tolerance})")
+        print(f"pre-flight: {setting}: layers agree (max |difference| {np.abs(got - expected).max():.1e})",
+              file=sys.stderr)
+
+
+def run_preflight() -> None:
+    """:func:`preflight_layers` in a child process, so neither measured worker nor this parent
+    loads both frameworks."""
+    subprocess.run([sys.executable, __file__, "--_preflight"], check=True)
 
 
 # ----------------------------------------------------------------------------- parent
@@ -372,11 +450,15 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default=None, help="folder for the workers' files (default: a temporary one)")
     p.add_argument("--_worker", choices=["gcl-jax", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--_job", help=argparse.SUPPRESS)
+    p.add_argument("--_preflight", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args._preflight:
+        preflight_layers()
+        return
     if args._worker:
         job = json.loads(Path(args._job).read_text())
         _pin(int(job["threads"]))
@@ -397,6 +479,7 @@ def main(argv=None) -> None:
         print(f"note: load average {busy:.1f} before the run: other processes compete for the cores, and "
               "OpenMP threads that spin-wait for a descheduled partner slow PyTorch down; see the docstring",
               file=sys.stderr)
+    run_preflight()  # before any measurement: the two frameworks' layers must agree
     started = time.perf_counter()
     cells = []
     with tempfile.TemporaryDirectory(prefix="side_by_side-") as tmp:

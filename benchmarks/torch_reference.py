@@ -25,8 +25,10 @@ GCA (Zhu et al., WWW 2021, "Graph Contrastive Learning with Adaptive Augmentatio
 
 BGRL (Thakoor et al., ICLR 2022, "Large-Scale Representation Learning on Graphs via Bootstrapping")
     Two views as above (rates from the config). Online encoder: every layer
-    ``GCN -> BatchNorm -> PReLU``; predictor ``Linear -> PReLU -> Linear``; target encoder of the
-    same shape, initialized independently, no gradients, run in training mode (batch statistics).
+    ``GCN -> BatchNorm -> PReLU``, or ``GAT -> BatchNorm -> PReLU`` with ``model.layer = "gat"``
+    (``model.heads`` heads, concatenated to the layer width, or averaged with
+    ``model.gat_concat = false``: see :func:`graph_layer`); predictor ``Linear -> PReLU -> Linear``;
+    target encoder of the same shape, initialized independently, no gradients, run in training mode (batch statistics).
     Loss ``2 - cos(q1, y2) - cos(q2, y1)`` (node means). After each optimizer step the target
     moves towards the online encoder with ``m = 1 - (1 - ema_base) * (cos(pi * t / T) + 1) / 2``.
     Optimizer: AdamW, learning rate linear warm-up from 0 for ``warmup_steps`` then cosine decay
@@ -37,7 +39,10 @@ Choices made to match gcl-jax rather than the official repositories (where they 
 every Linear weight outside GRACE's projection head is Glorot-uniform with zero bias (flax's
 ``Dense`` in gcl-jax; torch's default init differs); BatchNorm uses torch momentum 0.1 (gcl-jax's ``Norm``); the graph is
 given as ``edge_index`` (both directions of each undirected edge, no self-loops: ``GCNConv`` adds
-them and normalizes ``D^-1/2 (A+I) D^-1/2`` on the edges that survive dropping). Idiomatic
+them and normalizes ``D^-1/2 (A+I) D^-1/2`` on the edges that survive dropping; ``GATConv`` adds
+them and takes its softmax over the surviving incoming edges plus the self-loop).
+``side_by_side.py`` checks before every benchmark that :func:`graph_layer` and gcl-jax's layers
+compute the same function on a small graph (its ``preflight_layers``). Idiomatic
 differences that remain: dropped edges are removed from ``edge_index`` here and masked (weight
 0) in gcl-jax; random numbers come from torch's generator, not jax's.
 
@@ -49,6 +54,7 @@ model, per-step wall and CPU seconds, losses) and :func:`embed` (frozen encoder 
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
@@ -57,7 +63,7 @@ import torch
 import torch.nn.functional as F
 import torch_geometric.utils
 from torch import nn
-from torch_geometric.nn import GCNConv
+from torch_geometric.nn import GATConv, GCNConv
 
 # ----------------------------------------------------------------------------- building blocks
 
@@ -82,13 +88,37 @@ def activation(kind: str) -> nn.Module:
     raise ValueError(f"activation: expected relu, prelu, rrelu or elu, got {kind!r}")
 
 
-class GCNEncoder(nn.Module):
-    """``GCNConv -> [BatchNorm] -> activation`` per layer, the activation after the last layer too."""
+LAYERS = ("gcn", "gat")
 
-    def __init__(self, in_dim: int, widths, act: str, norm: str = "none"):
+
+def graph_layer(kind: str, in_dim: int, width: int, heads: int = 1, concat: bool = True) -> nn.Module:
+    """One graph layer of output width ``width``, mapped as gcl-jax's ``GraphEncoder`` maps it.
+
+    ``gcn``: PyG ``GCNConv`` (self-loops, symmetric normalization; Glorot weight, zero bias).
+    ``gat``: PyG ``GATConv`` with gcl-jax's ``GATConv`` semantics: self-loops added, LeakyReLU 0.2,
+    no attention dropout, Glorot weight and attention vectors, zero bias; ``concat`` gives each of
+    the ``heads`` ``width // heads`` features and concatenates them, else every head has ``width``
+    features and they are averaged.
+    """
+    if kind == "gcn":
+        return GCNConv(in_dim, width)
+    if kind == "gat":
+        if concat and width % heads:
+            raise ValueError(f"model.encoder: width {width} is not divisible by model.heads={heads}")
+        per_head = width // heads if concat else width
+        return GATConv(in_dim, per_head, heads=heads, concat=concat, negative_slope=0.2, dropout=0.0,
+                       add_self_loops=True, bias=True)
+    raise ValueError(f"model.layer: expected one of {LAYERS}, got {kind!r}")
+
+
+class GraphEncoder(nn.Module):
+    """``layer -> [BatchNorm] -> activation`` per width, the activation after the last layer too."""
+
+    def __init__(self, in_dim: int, widths, act: str, norm: str = "none", layer: str = "gcn", heads: int = 1,
+                 concat: bool = True):
         super().__init__()
         dims = [in_dim, *widths]
-        self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(dims[:-1], dims[1:]))  # glorot W, zero b
+        self.convs = nn.ModuleList(graph_layer(layer, a, b, heads, concat) for a, b in itertools.pairwise(dims))
         if norm == "batch":
             self.norms = nn.ModuleList(nn.BatchNorm1d(w, eps=1e-5, momentum=0.1) for w in widths)
         elif norm == "none":
@@ -119,7 +149,7 @@ class GRACE(nn.Module):
         super().__init__()
         hidden, layers = model["hidden"], model.get("layers", 2)
         widths = [2 * hidden] * (layers - 1) + [hidden]
-        self.encoder = GCNEncoder(in_dim, widths, model["activation"])
+        self.encoder = GraphEncoder(in_dim, widths, model["activation"])  # GCN, as gcl-jax's GRACE always is
         # torch's default Linear init, as the official GRACE head and gcl-jax's ``head_init = "torch"``
         self.projector = nn.Sequential(nn.Linear(hidden, model["proj_hidden"]), nn.ELU(),
                                        nn.Linear(model["proj_hidden"], hidden))
@@ -187,8 +217,9 @@ class BGRL(nn.Module):
     def __init__(self, in_dim: int, model: dict, total_steps: int):
         super().__init__()
         widths = list(model["encoder"])
-        self.online = GCNEncoder(in_dim, widths, model["activation"], model["norm"])
-        self.target = GCNEncoder(in_dim, widths, model["activation"], model["norm"])  # independent init
+        layers = {"layer": model["layer"], "heads": int(model["heads"]), "concat": bool(model["gat_concat"])}
+        self.online = GraphEncoder(in_dim, widths, model["activation"], model["norm"], **layers)
+        self.target = GraphEncoder(in_dim, widths, model["activation"], model["norm"], **layers)  # independent init
         for p in self.target.parameters():
             p.requires_grad_(False)
         out = widths[-1]

@@ -234,15 +234,16 @@ class GATConv(nn.Module):
         self, graph: G.GraphsTuple, x: jax.Array, *, train: bool = False, edge_features: jax.Array | None = None
     ) -> jax.Array:
         n, heads, width = x.shape[0], self.heads, self.features
-        h = nn.Dense(heads * width, use_bias=False, kernel_init=glorot)(x).reshape(n, heads, width)
+        flat = nn.Dense(heads * width, use_bias=False, kernel_init=glorot)(x)  # [N, H*D]
+        h = flat.reshape(n, heads, width)
         if self.self_loops:
             senders, receivers, mask, edge_features = _with_self_loops(graph, edge_features)
         else:
             senders, receivers, mask = graph.senders, graph.receivers, G.edge_mask(graph)
         att_src = self.param("att_src", glorot, (1, heads, width)).reshape(heads, width)
         att_dst = self.param("att_dst", glorot, (1, heads, width)).reshape(heads, width)
-        src_score = jnp.sum(h * att_src, -1)  # [N, H]
-        dst_score = jnp.sum(h * att_dst, -1)
+        src_score = jnp.einsum("nhd,hd->nh", h, att_src)  # contractions: no [N, H, D] products
+        dst_score = jnp.einsum("nhd,hd->nh", h, att_dst)
         logits = src_score[senders] + dst_score[receivers]  # [E', H]
         if edge_features is not None:
             he = nn.Dense(heads * width, use_bias=False, kernel_init=glorot, name="edge_proj")(edge_features)
@@ -252,8 +253,15 @@ class GATConv(nn.Module):
         alpha = segment_softmax(logits, receivers, n, mask)
         if self.attention_dropout:
             alpha = nn.Dropout(self.attention_dropout)(alpha, deterministic=not train)
-        out = jax.ops.segment_sum(alpha[..., None] * h[senders], receivers, num_segments=n)
-        out = out.reshape(n, heads * width) if self.concat else out.mean(axis=1)
+        # messages gathered from the 2-D [N, H*D] array; one head is weighted without a head axis
+        # (XLA on CPU runs [E, 1, D] gathers and products about 2x slower than [E, D] ones)
+        gathered = flat[senders]
+        if heads == 1:
+            messages = gathered * alpha
+        else:
+            messages = (gathered.reshape(-1, heads, width) * alpha[..., None]).reshape(-1, heads * width)
+        out = jax.ops.segment_sum(messages, receivers, num_segments=n)
+        out = out if self.concat else out.reshape(n, heads, width).mean(axis=1)
         if self.use_bias:
             out = out + self.param("bias", nn.initializers.zeros, (out.shape[-1],))
         return out
