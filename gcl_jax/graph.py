@@ -15,6 +15,7 @@ Conventions used across gcl-jax:
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Iterator, Sequence
 
 import jax
@@ -387,6 +388,17 @@ def edge_graph_ids(graph: GraphsTuple) -> jax.Array:
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def bucket(value: int, multiple: int = 64) -> int:
+    """The smallest size on the ladder ``multiple * 2**(k/2)`` (rounded up to ``multiple``) that
+    holds ``value``: powers of two and their midpoints, so batches padded to it waste about a fifth
+    on average while only a few shapes ever compile."""
+    size, k = multiple, 0
+    while size < value:
+        k += 1
+        size = _round_up(math.ceil(multiple * 2 ** (k / 2)), multiple)
+    return size
 
 
 def budget(graphs: Sequence[GraphsTuple], graphs_per_batch: int, multiple: int = 64) -> tuple[int, int, int]:

@@ -227,6 +227,12 @@ def test_padded_gcn_propagation_equals_unpadded():
     np.testing.assert_allclose(padded[:7], plain, rtol=1e-6)
 
 
+def test_bucket_rounds_up_to_powers_of_two_and_their_midpoints():
+    # 64 * 2**(k/2) rounded up to 64: 64, 128, 128, 192, 256, 384, 512, 768, 1024, 1472
+    assert [G.bucket(v) for v in (1, 64, 65, 129, 200, 257, 1000, 1025)] == [64, 64, 128, 192, 256, 384, 1024, 1472]
+    assert G.bucket(10, multiple=8) == 16 and G.bucket(17, multiple=8) == 24
+
+
 def test_padded_batches_cover_every_graph_with_one_shape():
     graphs = [random_graph(seed, num_nodes=3 + seed % 4, num_edges=2 + seed % 5) for seed in range(11)]
     n_node, n_edge, n_graph = G.budget(graphs, graphs_per_batch=4, multiple=8)

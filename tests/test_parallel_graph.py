@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from gcl_jax import augment, data, parallel, runner, train
+from gcl_jax import graph as G
 from gcl_jax.config import merge
 from gcl_jax.methods import graphcl, graphmae_graph, infograph, mvgrl_graph
 
@@ -66,11 +67,26 @@ def test_eight_devices_match_one_device(module, mutag60):
         np.testing.assert_allclose(b - s, a - s, rtol=0, atol=1e-3 * moved + 1e-6 * np.abs(s).max())
 
 
+def test_epoch_batches_are_padded_per_batch_on_the_bucket_ladder(mutag):
+    """Every graph once per epoch, in the epoch's order; each batch padded to its own node and edge
+    counts rounded up by ``G.bucket`` (not to the dataset's 32 largest graphs), few shapes."""
+    order = np.random.default_rng(2).permutation(len(mutag.graphs))
+    batches = runner.graph_batches(mutag, order, BATCH)
+    safe_nodes = G.budget(mutag.graphs, BATCH)[0]
+    for start, batch in zip(range(0, len(order), BATCH), batches):
+        chunk = order[start:start + BATCH]
+        nodes = sum(int(mutag.graphs[i].n_node[0]) for i in chunk)
+        edges = sum(int(mutag.graphs[i].n_edge[0]) for i in chunk)
+        assert batch.nodes.shape[0] == G.bucket(nodes + 1) < safe_nodes
+        assert batch.senders.shape[0] == G.bucket(edges) and batch.n_node.shape == (BATCH + 1,)
+        np.testing.assert_array_equal(batch.n_node[:len(chunk)], [mutag.graphs[i].n_node[0] for i in chunk])
+    assert len({b.nodes.shape for b in batches}) <= 3
+
+
 def test_sub_batches_hold_the_batch_graphs_in_their_slots(mutag):
     order = np.random.default_rng(0).permutation(len(mutag.graphs))[:28]  # a short batch: device 7 empty
-    budget = runner.EpochBatches(mutag, BATCH, 0).budget
-    whole = runner.graph_batches(mutag, order, BATCH, budget)[0]
-    stacked = runner.device_batches(mutag, order, BATCH, 8, runner.EpochBatches(mutag, BATCH, 0, devices=8).device_budget)[0]
+    whole = runner.graph_batches(mutag, order, BATCH)[0]
+    stacked = runner.device_batches(mutag, order, BATCH, 8)[0]
     owned = np.asarray(stacked.owned)
     np.testing.assert_array_equal(owned.sum(0)[:BATCH], np.arange(BATCH) < 28)  # every graph on one device
     assert owned.sum(1).tolist() == [4] * 7 + [0]
@@ -101,8 +117,8 @@ def test_graphmae_masking_picks_the_same_nodes_on_any_layout(mutag):
     the one-device masking node for node: exactly floor(0.75 N) of the N real nodes masked, of
     them floor(0.1 * masked) given another real node's features, the rest the token."""
     order = np.random.default_rng(1).permutation(len(mutag.graphs))[:28]
-    whole = runner.graph_batches(mutag, order, BATCH, runner.EpochBatches(mutag, BATCH, 0).budget)[0]
-    stacked = runner.device_batches(mutag, order, BATCH, 8, runner.EpochBatches(mutag, BATCH, 0, devices=8).device_budget)[0]
+    whole = runner.graph_batches(mutag, order, BATCH)[0]
+    stacked = runner.device_batches(mutag, order, BATCH, 8)[0]
     token = -np.ones(whole.nodes.shape[-1], np.float32)  # MUTAG's features are one-hot: -1 is only the token
 
     def masking(graph, axis_name):

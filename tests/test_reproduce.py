@@ -39,3 +39,13 @@ def test_run_tag_reads_the_folder_suffix():
 def test_rows_without_a_rerun_show_a_dash():
     line = reproduce.table([record(0, 0.80)], {"grace": {"cora": 81.9}}).splitlines()[-1]
     assert [c.strip() for c in line.strip("|").split("|")][5] == "–"
+
+
+def test_tagged_rows_compare_with_their_own_targets_and_uncovered_cells_are_listed():
+    targets = {"grace": {"cora": 81.9, "citeseer": 71.2}, "grace-random": {"cora": 83.3}, "rerun": {"grace": {"cora": 80.5}}}
+    rows = [record(0, 0.84, protocol="grace", tag="random"), record(0, 0.80)]
+    lines = reproduce.table(rows, targets).splitlines()[2:]
+    by_name = {c[0]: c for c in ([x.strip() for x in line.strip("|").split("|")] for line in lines)}
+    assert by_name["grace [random]"][4] == "83.3" and by_name["grace [random]"][8] == "+0.70"
+    assert reproduce.missing(rows, targets) == "- `grace`: citeseer (71.2)"
+    assert reproduce.missing(rows + [record(0, 0.7, dataset="citeseer")], targets) == "none"

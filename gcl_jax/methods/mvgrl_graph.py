@@ -64,23 +64,19 @@ DEFAULTS = {
 _gcn_normalize = jax.jit(G.gcn_normalize)  # host-side, compiled once per batch budget
 
 
-def _next_power_of_two(value: int, minimum: int = 64) -> int:
-    return max(minimum, 1 << max(int(value) - 1, 0).bit_length())
-
-
 def prepare_batch(batch: G.GraphsTuple) -> tuple[G.GraphsTuple, G.GraphsTuple]:
     """A padded batch -> ``(adjacency view, diffusion view)``, padded alike (same nodes and graphs).
 
     The diffusion is dense per graph (every pair of a graph's nodes is an edge, as the official
-    dense matrices); its edge budget is the next power of two of the batch's count, so only a few
-    shapes ever compile.
+    dense matrices); its edge budget is the batch's count rounded up by :func:`gcl_jax.graph.bucket`,
+    so only a few shapes ever compile.
     """
     batch = jax.tree_util.tree_map(np.asarray, batch)
     n_node, n_graph = int(np.sum(batch.n_node)), int(batch.n_node.shape[0])
     adj = jax.tree_util.tree_map(np.asarray, _gcn_normalize(batch))
     real = G.unpad(batch)
     diff = G.batch([augment.ppr(g, alpha=ALPHA, eps=0.0) for g in jraph.unbatch_np(real)] or [real])  # [real]: no graphs
-    n_edge = _next_power_of_two(int(np.sum(diff.n_edge)))
+    n_edge = G.bucket(int(np.sum(diff.n_edge)))
     diff = jax.tree_util.tree_map(np.asarray, G.pad(diff, n_node, n_edge, n_graph))
     return adj, diff._replace(nodes=adj.nodes)
 
