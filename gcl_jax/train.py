@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from gcl_jax import parallel
+from gcl_jax.data.safeio import atomic_write_text
 
 Params = Any
 Batch = Any
@@ -178,6 +179,23 @@ def restore_latest(manager, template: TrainState) -> TrainState | None:
 # ----------------------------------------------------------------------------- loop
 
 
+def keep_metrics_up_to(path: Path, step: int) -> float:
+    """Drop the rows of ``metrics.jsonl`` past ``step`` (logged after the checkpoint a run resumes
+    from, so about to be replayed) and a last line cut short by a kill; returns the last kept
+    row's ``time`` (0 without one), where the resumed run's clock continues."""
+    kept = []
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break  # only the last line can be cut short
+        if row["step"] > step:
+            break
+        kept.append(row)
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
+    return float(kept[-1]["time"]) if kept else 0.0
+
+
 def fit(
     method: Method,
     optimizer: optax.GradientTransformation,
@@ -200,7 +218,7 @@ def fit(
     With ``out_dir``: checkpoints in ``out_dir/checkpoints`` (every ``checkpoint_every`` steps and
     at the end, the last ``keep`` kept, plus the lowest-loss one), ``metrics.jsonl`` with one line
     per logged step (step, loss, lr, time and the method's metrics). ``resume`` continues from the
-    newest checkpoint. A non-finite loss raises :class:`NonFiniteLoss` naming the step.
+    newest checkpoint, its metrics rows after that step dropped and its clock carried on. A non-finite loss raises :class:`NonFiniteLoss` naming the step.
     ``mesh`` / ``batch_spec``: data-parallel training (:func:`make_step`); the state and every batch
     become global arrays on the mesh, so the same call runs on one host or, after
     :func:`gcl_jax.parallel.initialize_distributed`, in every process of a multi-host run (each
@@ -229,10 +247,13 @@ def fit(
             ts = restore_latest(manager, ts) or ts
         elif manager.latest_step() is not None:
             raise FileExistsError(f"{out_dir / 'checkpoints'} already holds checkpoints: pass resume=True or a new out_dir")
-        if primary:
-            metrics_file = open(out_dir / "metrics.jsonl", "a" if resume else "w")
     start = int(ts.step)
-    started = time.perf_counter()
+    clock = 0.0  # seconds of training before this call: a resumed run's clock continues
+    if out_dir is not None and primary:
+        if resume:
+            clock = keep_metrics_up_to(out_dir / "metrics.jsonl", start)
+        metrics_file = open(out_dir / "metrics.jsonl", "a" if resume else "w")
+    started = time.perf_counter() - clock
     bar = tqdm(total=num_steps, initial=start, disable=not (progress and primary), desc="train", dynamic_ncols=True)
     try:
         for t in range(start, num_steps):

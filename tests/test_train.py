@@ -60,6 +60,23 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     assert "calls 30" in stdout  # the method's own state was restored too
     records = [json.loads(line) for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == steps and {"loss", "lr", "time", "norm"} <= set(records[-1])
+    # the rows logged after the last checkpoint were dropped, not repeated; the clock carried on
+    assert [r["step"] for r in records] == list(range(1, steps + 1))
+    reference_rows = [json.loads(line) for line in (reference / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in records] == [r["loss"] for r in reference_rows]
+    times = [r["time"] for r in records]
+    assert times == sorted(times)
+
+
+def test_resume_drops_metrics_rows_past_the_checkpoint_and_a_cut_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": t, "loss": 1.0 / t, "time": 0.5 * t} for t in range(1, 6)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 6, "lo')
+    assert train.keep_metrics_up_to(path, 3) == 1.5
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 6, "lo')
+    assert train.keep_metrics_up_to(path, 10) == 2.5  # the cut line goes, every whole row stays
+    assert train.keep_metrics_up_to(tmp_path / "absent.jsonl", 0) == 0.0
 
 
 def test_checkpoints_keep_last_n_plus_best(tmp_path):
