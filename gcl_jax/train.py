@@ -218,7 +218,8 @@ def fit(
     With ``out_dir``: checkpoints in ``out_dir/checkpoints`` (every ``checkpoint_every`` steps and
     at the end, the last ``keep`` kept, plus the lowest-loss one), ``metrics.jsonl`` with one line
     per logged step (step, loss, lr, time and the method's metrics). ``resume`` continues from the
-    newest checkpoint, its metrics rows after that step dropped and its clock carried on. A non-finite loss raises :class:`NonFiniteLoss` naming the step.
+    newest checkpoint, its metrics rows after that step dropped and its clock carried on. A
+    non-finite loss raises :class:`NonFiniteLoss` naming the step.
     ``mesh`` / ``batch_spec``: data-parallel training (:func:`make_step`); the state and every batch
     become global arrays on the mesh, so the same call runs on one host or, after
     :func:`gcl_jax.parallel.initialize_distributed`, in every process of a multi-host run (each
