@@ -14,7 +14,7 @@ from gcl_jax.nn.layers import (
     Norm,
     SAGEConv,
 )
-from gcl_jax.nn.ops import cast_floating, propagate, segment_reduce, segment_softmax
+from gcl_jax.nn.ops import cast_floating, edge_sum, propagate, segment_reduce, segment_softmax
 from gcl_jax.nn.readout import READOUTS, AttentionReadout, readout
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "SAGEConv",
     "bounds",
     "cast_floating",
+    "edge_sum",
     "propagate",
     "readout",
     "segment_reduce",

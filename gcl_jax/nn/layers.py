@@ -15,7 +15,7 @@ from jax import lax
 
 from gcl_jax import graph as G
 from gcl_jax.parallel import psum
-from gcl_jax.nn.ops import propagate, segment_softmax
+from gcl_jax.nn.ops import edge_sum, propagate, segment_softmax
 
 glorot = nn.initializers.glorot_uniform()
 DENSE_INITS = ("glorot", "torch")
@@ -253,14 +253,7 @@ class GATConv(nn.Module):
         alpha = segment_softmax(logits, receivers, n, mask)
         if self.attention_dropout:
             alpha = nn.Dropout(self.attention_dropout)(alpha, deterministic=not train)
-        # messages gathered from the 2-D [N, H*D] array; one head is weighted without a head axis
-        # (XLA on CPU runs [E, 1, D] gathers and products about 2x slower than [E, D] ones)
-        gathered = flat[senders]
-        if heads == 1:
-            messages = gathered * alpha
-        else:
-            messages = (gathered.reshape(-1, heads, width) * alpha[..., None]).reshape(-1, heads * width)
-        out = jax.ops.segment_sum(messages, receivers, num_segments=n)
+        out = edge_sum(senders, receivers, alpha, h).reshape(n, heads * width)
         out = out if self.concat else out.reshape(n, heads, width).mean(axis=1)
         if self.use_bias:
             out = out + self.param("bias", nn.initializers.zeros, (out.shape[-1],))

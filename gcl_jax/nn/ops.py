@@ -6,26 +6,103 @@ so masked edges and the padding edges of ``graph.pad`` never carry a message.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+from jax.experimental import sparse
 
 from gcl_jax import graph as G
 
 
 def _broadcast_rows(weights: jax.Array, like: jax.Array) -> jax.Array:
-    """Reshape a per-row vector ``[R]`` to broadcast against ``like`` of shape ``[R, ...]``."""
-    return weights.reshape(weights.shape + (1,) * (like.ndim - 1))
+    """Reshape per-row values ``[R, *H]`` to broadcast against ``like`` of shape ``[R, *H, ...]``."""
+    return weights.reshape(weights.shape + (1,) * (like.ndim - weights.ndim))
 
 
 def propagate(graph: G.GraphsTuple, x: jax.Array, weights: jax.Array | None = None) -> jax.Array:
     """Weighted sum aggregation: ``out[r] = sum_e w_e x[s_e]`` over edges ``s_e -> r``.
 
-    ``weights`` defaults to ``graph.edge_weights(graph)``; ``x`` may have trailing axes (heads).
+    ``weights`` defaults to ``graph.edge_weights(graph)``; see :func:`edge_sum` for per-head weights.
     """
     if weights is None:
         weights = G.edge_weights(graph)
-    messages = x[graph.senders] * _broadcast_rows(weights, x).astype(x.dtype)
-    return jax.ops.segment_sum(messages, graph.receivers, num_segments=x.shape[0])
+    return edge_sum(graph.senders, graph.receivers, weights, x)
+
+
+def edge_sum(senders: jax.Array, receivers: jax.Array, weights: jax.Array, x: jax.Array) -> jax.Array:
+    """``out[r] = sum_e w_e x[s_e]`` over edges ``s_e -> r``: ``weights [E, *H]`` (one weight per
+    edge, or per edge and head) and ``x [N, *H, ...]``.
+
+    On CPU a sparse matrix product per head (:func:`csr_propagate`); elsewhere, where gathers and
+    scatters are fast, gathered messages summed per receiver.
+    """
+    senders, receivers = jnp.asarray(senders), jnp.asarray(receivers)
+    if _sparse_product_applies(senders, x):
+        heads = math.prod(weights.shape[1:])
+        dtype = jnp.promote_types(x.dtype, jnp.float32)  # the CPU kernel takes float32/64: bf16 sums in float32
+        columns, rows = weights.reshape(-1, heads).astype(dtype), x.reshape(x.shape[0], heads, -1).astype(dtype)
+        return csr_propagate(senders, receivers, columns, rows).reshape(x.shape).astype(x.dtype)
+    messages = x[senders] * _broadcast_rows(weights, x).astype(x.dtype)
+    return jax.ops.segment_sum(messages, receivers, num_segments=x.shape[0])
+
+
+def _sparse_product_applies(senders: jax.Array, x: jax.Array) -> bool:
+    """CPU, at least one edge, floating-point ``x``, and not inside ``shard_map``: jax's sparse
+    product drops the per-device (varying) type of its result, which would then pass for replicated."""
+    if jax.default_backend() != "cpu" or senders.shape[0] == 0 or not jnp.issubdtype(x.dtype, jnp.floating):
+        return False
+    mesh = getattr(jax.typeof(x).sharding, "mesh", None)
+    return jax.sharding.AxisType.Manual not in getattr(mesh, "axis_types", ())
+
+
+def _sort_order(rows: jax.Array, n: int) -> jax.Array:
+    """``argsort(rows)`` for row ids below ``n``. When row and position fit in 32 bits together, one
+    sort of packed ``row << b | position`` keys: on CPU about 6x faster than argsort's two-array sort."""
+    position_bits = max(rows.shape[0] - 1, 1).bit_length()
+    if max(n - 1, 1).bit_length() + position_bits > 32:
+        return jnp.argsort(rows)
+    keys = (rows.astype(jnp.uint32) << position_bits) | jax.lax.iota(jnp.uint32, rows.shape[0])
+    return (jax.lax.sort(keys) & ((1 << position_bits) - 1)).astype(jnp.int32)
+
+
+def _csr_products(rows: jax.Array, cols: jax.Array, values: jax.Array, x: jax.Array) -> jax.Array:
+    """``out[:, k] = M_k @ x[:, k]`` for ``x [n, K, F]``, where ``M_k`` is ``[n, n]`` with
+    ``values[e, k]`` at ``(rows[e], cols[e])`` (repeats add up), in CSR form."""
+    n = x.shape[0]
+    order = _sort_order(rows, n)  # one sort per edge list and step: XLA merges the identical ones
+    indptr = jnp.searchsorted(rows[order], jnp.arange(n + 1, dtype=rows.dtype)).astype(jnp.int32)
+    indices, values = cols[order].astype(jnp.int32), values[order]
+    matrices = [sparse.BCSR((values[:, k], indices, indptr), shape=(n, n)) for k in range(x.shape[1])]
+    return jnp.stack([m @ x[:, k] for k, m in enumerate(matrices)], axis=1)
+
+
+@jax.custom_vjp
+def csr_propagate(senders: jax.Array, receivers: jax.Array, weights: jax.Array, x: jax.Array) -> jax.Array:
+    """:func:`edge_sum` as sparse products: ``out[:, k] = A_k @ x[:, k]``, ``A_k[r, s] = weights[e, k]``
+    for ``weights [E, K]`` and ``x [N, K, F]``.
+
+    On CPU, jax's CSR sparse-dense kernel never builds the ``[E, F]`` message array that a gather and
+    ``segment_sum`` write and read back: about 16x faster forward and 8x backward on Amazon-Photo
+    at width 256 (one thread). The backward is ``A_k^T @ g`` in CSR form too, since jax's own rule
+    for a sparse product goes through the slow coordinate format.
+    """
+    return _csr_products(receivers, senders, weights, x)
+
+
+def _csr_propagate_fwd(senders, receivers, weights, x):
+    return csr_propagate(senders, receivers, weights, x), (senders, receivers, weights, x)
+
+
+def _csr_propagate_bwd(residuals, grad):
+    senders, receivers, weights, x = residuals
+    grad_x = _csr_products(senders, receivers, weights, grad)
+    # d out[r, k] / d weights[e, k] = x[s_e, k]: [E, K, F] gathers, dropped by jit unless a weight needs a gradient
+    grad_weights = jnp.sum(grad[receivers] * x[senders], axis=2)
+    return None, None, grad_weights.astype(weights.dtype), grad_x
+
+
+csr_propagate.defvjp(_csr_propagate_fwd, _csr_propagate_bwd)
 
 
 def segment_softmax(
