@@ -149,7 +149,7 @@ def write_results() -> Path:
         "",
         "Published numbers in `experiments/targets.toml` that no run folder covers yet (paper number in",
         "parentheses): on this 2-core CPU most take hours per seed (GRACE on Amazon-Photo: 2,000 epochs",
-        "at about 4 s each), so they wait for an accelerator or a longer slot.",
+        "at about 3.5 s each; BGRL: 10,000 at 0.7 s), so they wait for an accelerator or a longer slot.",
         "",
         missing(records, targets),
         "",
