@@ -58,9 +58,9 @@ def test_gcn_equals_dense_formula(weights):
 @pytest.mark.parametrize("gathered", [False, True])
 @pytest.mark.parametrize("heads, trailing", [((), ()), ((), (2, 3)), ((2,), (2, 3))])
 def test_edge_sum_is_the_sparse_product_with_its_gradients(heads, trailing, gathered):
-    """Both paths (CPU: CSR products; in shard_map: gathered messages) against numpy, with one weight per edge or per edge and head: repeated
-    edges add up, a node with no in-edge gets 0, masked edges carry nothing; gradients in ``x`` and
-    in the weights."""
+    """Both paths (CPU: CSR products; inside shard_map: gathered messages) against numpy, with one
+    weight per edge or per edge and head: repeated edges add up, a node with no in-edge gets 0,
+    masked edges carry nothing; values and gradients in ``x`` and in the weights."""
     rng = np.random.default_rng(0)
     senders = np.array([0, 1, 1, 2, 3, 3, 4, 0, 2], np.int32)
     receivers = np.array([1, 0, 2, 1, 2, 2, 0, 1, 2], np.int32)  # 0 -> 1 twice, 3 -> 2 twice, none into 3, 4
@@ -69,16 +69,17 @@ def test_edge_sum_is_the_sparse_product_with_its_gradients(heads, trailing, gath
     x = rng.normal(size=(5,) + trailing).astype(np.float32)
     cotangent = rng.normal(size=x.shape).astype(np.float32)
 
-    def loss(w, x):
-        return jnp.sum(gnn.edge_sum(senders, receivers, w, x) * cotangent)
+    def forward(w, x):
+        return gnn.edge_sum(senders, receivers, w, x)
 
-    grad = jax.grad(loss, (0, 1))
+    functions = [forward, jax.grad(lambda w, x: jnp.sum(forward(w, x) * cotangent), (0, 1))]
     if gathered:  # inside shard_map edge_sum takes the gather + segment_sum path (as on accelerators)
-        mesh = parallel.make_mesh(1)
-        grad = jax.shard_map(grad, mesh=mesh, in_specs=parallel.REPLICATED, out_specs=parallel.REPLICATED)
-    assert ("bcsr_dot_general" in str(jax.make_jaxpr(grad)(weights, x))) != gathered
-    out = np.asarray(jax.jit(lambda w, x: gnn.edge_sum(senders, receivers, w, x))(weights, x))
-    grad_w, grad_x = (np.asarray(g) for g in jax.jit(grad)(weights, x))
+        mesh, spec = parallel.make_mesh(1), parallel.REPLICATED
+        functions = [jax.shard_map(f, mesh=mesh, in_specs=spec, out_specs=spec) for f in functions]
+    for f in functions:
+        assert ("bcsr_dot_general" in str(jax.make_jaxpr(f)(weights, x))) != gathered
+    out = np.asarray(jax.jit(functions[0])(weights, x))
+    grad_w, grad_x = (np.asarray(g) for g in jax.jit(functions[1])(weights, x))
     columns = weights.reshape(len(senders), -1)
     per_head, per_head_cotangent = (v.reshape(5, columns.shape[1], -1) for v in (x, cotangent))
     for k in range(columns.shape[1]):

@@ -73,8 +73,8 @@ def _csr_products(rows: jax.Array, cols: jax.Array, values: jax.Array, x: jax.Ar
     order = _sort_order(rows, n)  # one sort per edge list and step: XLA merges the identical ones
     indptr = jnp.searchsorted(rows[order], jnp.arange(n + 1, dtype=rows.dtype)).astype(jnp.int32)
     indices, values = cols[order].astype(jnp.int32), values[order]
-    matrices = [sparse.BCSR((values[:, k], indices, indptr), shape=(n, n)) for k in range(x.shape[1])]
-    return jnp.stack([m @ x[:, k] for k, m in enumerate(matrices)], axis=1)
+    products = [sparse.BCSR((values[:, k], indices, indptr), shape=(n, n)) @ x[:, k] for k in range(x.shape[1])]
+    return jnp.stack(products, axis=1)
 
 
 @jax.custom_vjp
