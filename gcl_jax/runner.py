@@ -26,10 +26,16 @@ from gcl_jax.data import tu
 from gcl_jax.data.safeio import atomic_write_text
 
 
+#: Keys every run's config has (a method's DEFAULTS may override them): steps between
+#: checkpoints, and early stopping's patience in epochs (0: train all ``epochs``).
+RUN_DEFAULTS = {"checkpoint_every": 50, "patience": 0}
+
+
 def resolve_config(method: str, dataset: str, config_file: str | None, overrides: Sequence[str]) -> dict[str, Any]:
-    """Method defaults, then the packaged (method, dataset) config, then ``config_file``, then ``--set``."""
+    """Run defaults, method defaults, then the packaged (method, dataset) config, then ``config_file``,
+    then ``--set``."""
     module = methods.get(method)
-    resolved = config_lib.merge(module.DEFAULTS, {"method": method.lower(), "dataset": dataset})
+    resolved = config_lib.merge(config_lib.merge(RUN_DEFAULTS, module.DEFAULTS), {"method": method.lower(), "dataset": dataset})
     for path in (config_lib.packaged(resolved["method"], dataset), config_file):
         if path is not None:
             resolved = config_lib.merge(resolved, config_lib.read(path))
@@ -265,13 +271,17 @@ def run(
             placed = parallel.global_arrays(sample, mesh)
             train_batches = lambda step: placed
     method_fns = module.build(model_cfg, sample)
+    steps_per_epoch = getattr(batch_fn, "steps_per_epoch", 1)
     final = train.fit(
         method_fns, optimizer, train_batches, steps, seed=seed, out_dir=out, resume=resume,
-        checkpoint_every=cfg.get("checkpoint_every", 50), learning_rate=lr, progress=progress, mesh=mesh,
+        checkpoint_every=cfg["checkpoint_every"], learning_rate=lr, progress=progress, mesh=mesh,
         batch_spec=jax.sharding.PartitionSpec(parallel.DATA_AXIS) if stacked else None,
+        steps_per_epoch=steps_per_epoch, patience=int(cfg["patience"]),
     )
     train_seconds = time.perf_counter() - started
-    final = jax.device_get(final)  # host copy: evaluation runs on each process's own devices
+    epochs_run = int(final.step) // steps_per_epoch
+    stopping = {} if final.best is None else {"epochs_run": epochs_run, "best_epoch": int(final.best.epoch)}
+    final = jax.device_get(train.best_weights(final))  # host copy: evaluation runs on each process's own devices
     embeddings = embed_all(module.build({**cfg["model"], "total_steps": steps}, sample), final, ds, batch_fn)
     result = evaluate(cfg["eval"], embeddings, ds, seed)
     record = {
@@ -281,6 +291,7 @@ def run(
         "protocol": cfg["eval"]["protocol"],
         **result.as_dict(),
         "rankme": float(evaluation.rankme(embeddings)),
+        **stopping,
         "train_seconds": round(train_seconds, 2),
         "seconds": round(time.perf_counter() - started, 2),
         "devices": devices,

@@ -7,6 +7,11 @@ network); ``params`` is what the optimizer updates.
 
 Resuming is exact: the batch of step ``t`` is ``batch_fn(t)`` and the step's key is
 ``fold_in(run_key, t)``, so a resumed run replays precisely what an uninterrupted one would.
+
+Early stopping (``patience``) is the rule of DGI's, MVGRL's and HeCo's official scripts: stop once
+``patience`` epochs pass without a new lowest epoch loss, and evaluate the weights saved at the end
+of the lowest-loss epoch (:func:`best_weights`; MVGRL saves them after the epoch's optimizer step,
+DGI and HeCo one step earlier). Those weights travel in the checkpoint (:class:`BestLoss`).
 """
 
 from __future__ import annotations
@@ -46,14 +51,26 @@ class Method(NamedTuple):
     update_state: Callable | None = None
 
 
+class BestLoss(NamedTuple):
+    """Early stopping's memory: the lowest epoch loss so far, its epoch (0-based; -1 before the
+    first), and the parameters and method state at the end of that epoch."""
+
+    loss: jax.Array
+    epoch: jax.Array
+    params: Params
+    state: Any
+
+
 class TrainState(NamedTuple):
-    """Everything a run needs to continue: a pytree, checkpointed whole."""
+    """Everything a run needs to continue: a pytree, checkpointed whole. ``best`` is tracked only
+    when training with ``patience``; the train step itself never sees it."""
 
     step: jax.Array
     params: Params
     state: Any
     opt_state: Any
     key: jax.Array
+    best: BestLoss | None = None
 
 
 class NonFiniteLoss(RuntimeError):
@@ -176,6 +193,25 @@ def restore_latest(manager, template: TrainState) -> TrainState | None:
     return TrainState(*restored) if not isinstance(restored, TrainState) else restored
 
 
+# ----------------------------------------------------------------------------- early stopping
+
+
+def no_best_yet(ts: TrainState) -> BestLoss:
+    """The :class:`BestLoss` before any epoch: infinite loss, epoch -1, the initial weights."""
+    return BestLoss(jnp.asarray(jnp.inf, jnp.float32), jnp.asarray(-1, jnp.int32), ts.params, ts.state)
+
+
+def patience_ran_out(best: BestLoss | None, epochs_done: int, patience: int) -> bool:
+    """True once ``patience`` epochs have ended without improving on ``best`` (never when 0)."""
+    return patience > 0 and best is not None and epochs_done - 1 - int(best.epoch) >= patience
+
+
+def best_weights(ts: TrainState) -> TrainState:
+    """``ts`` with the lowest-loss epoch's parameters and state when early stopping tracked them
+    (what the official scripts reload before evaluating), else ``ts`` itself."""
+    return ts if ts.best is None else ts._replace(params=ts.best.params, state=ts.best.state)
+
+
 # ----------------------------------------------------------------------------- loop
 
 
@@ -212,6 +248,8 @@ def fit(
     log_every: int = 1,
     mesh=None,
     batch_spec=None,
+    steps_per_epoch: int = 1,
+    patience: int = 0,
 ) -> TrainState:
     """Train for ``num_steps`` optimizer steps; ``batch_fn(t)`` gives the batch of step ``t``.
 
@@ -225,17 +263,24 @@ def fit(
     :func:`gcl_jax.parallel.initialize_distributed`, in every process of a multi-host run (each
     process's ``batch_fn`` returns the full batch). Checkpoints are written collectively by all
     processes; ``metrics.jsonl`` and the progress bar by process 0 only.
+    ``patience`` > 0: early stopping on the epoch loss (the mean loss of an epoch's
+    ``steps_per_epoch`` steps). The returned state's ``best`` holds the weights at the end of the
+    lowest-loss epoch (:func:`best_weights`); checkpoints then fall on epoch ends only
+    (``checkpoint_every`` rounded to whole epochs), so a resumed run never splits an epoch.
     """
     from tqdm.auto import tqdm
 
     step_fn = jax.jit(make_step(method, optimizer, mesh, batch_spec))
     ts = init_state(method, optimizer, seed, batch_fn(0))
-    if mesh is not None:
-        ts = parallel.global_arrays(ts, mesh)  # restore_latest takes its layout from here
+    if patience:
+        ts = ts._replace(best=no_best_yet(ts))
+        checkpoint_every = steps_per_epoch * max(1, round(checkpoint_every / steps_per_epoch))
     batch_spec = parallel.REPLICATED if batch_spec is None else batch_spec
 
-    def place(batch):  # a step over a mesh takes global arrays (a no-op for a batch already placed)
-        return batch if mesh is None else parallel.global_arrays(batch, mesh, batch_spec)
+    def place(tree, spec=parallel.REPLICATED):  # a step over a mesh takes global arrays (no-op once placed)
+        return tree if mesh is None else parallel.global_arrays(tree, mesh, spec)
+
+    ts = place(ts)  # restore_latest takes its layout from here
 
     primary = jax.process_index() == 0
     manager = None
@@ -249,6 +294,9 @@ def fit(
         elif manager.latest_step() is not None:
             raise FileExistsError(f"{out_dir / 'checkpoints'} already holds checkpoints: pass resume=True or a new out_dir")
     start = int(ts.step)
+    if patience and start % steps_per_epoch:
+        raise ValueError(f"resume: checkpoint step {start} is not at an epoch end ({steps_per_epoch} steps per epoch)")
+    best, ts = ts.best, ts._replace(best=None)
     clock = 0.0  # seconds of training before this call: a resumed run's clock continues
     if out_dir is not None and primary:
         if resume:
@@ -256,9 +304,13 @@ def fit(
         metrics_file = open(out_dir / "metrics.jsonl", "a" if resume else "w")
     started = time.perf_counter() - clock
     bar = tqdm(total=num_steps, initial=start, disable=not (progress and primary), desc="train", dynamic_ncols=True)
+    stopped = patience_ran_out(best, start // steps_per_epoch, patience)  # resumed from the stopping checkpoint
+    epoch_loss = 0.0
     try:
-        for t in range(start, num_steps):
-            ts, loss, metrics = step_fn(ts, place(batch_fn(t)))
+        for t in ([] if stopped else range(start, num_steps)):
+            if t % steps_per_epoch == 0:
+                epoch_loss = 0.0
+            ts, loss, metrics = step_fn(ts, place(batch_fn(t), batch_spec))
             loss = float(loss)
             if not math.isfinite(loss):
                 raise NonFiniteLoss(
@@ -272,10 +324,19 @@ def fit(
                 record.update({k: float(v) for k, v in metrics.items()})
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
+            epoch_loss += loss / steps_per_epoch
+            if patience and (t + 1) % steps_per_epoch == 0:
+                epoch = t // steps_per_epoch
+                if epoch_loss < float(best.loss):
+                    best = place(BestLoss(jnp.float32(epoch_loss), jnp.int32(epoch), ts.params, ts.state))
+                stopped = patience_ran_out(best, epoch + 1, patience)
             if manager is not None:
-                manager.save(t + 1, args=ocp.args.StandardSave(ts), metrics={"loss": loss}, force=(t + 1 == num_steps))
+                manager.save(t + 1, args=ocp.args.StandardSave(ts._replace(best=best)), metrics={"loss": loss},
+                             force=(t + 1 == num_steps or stopped))
             bar.set_postfix(loss=f"{loss:.4f}")
             bar.update(1)
+            if stopped:
+                break
     finally:
         bar.close()
         if manager is not None:
@@ -283,4 +344,4 @@ def fit(
             manager.close()
         if metrics_file is not None:
             metrics_file.close()
-    return ts
+    return ts._replace(best=best)

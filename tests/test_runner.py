@@ -20,6 +20,7 @@ def test_grace_cora_run_folder(tmp_path, capsys):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
     assert (out / "checkpoints" / "6").is_dir()
     assert "hidden = 32" in (out / "config.toml").read_text()
+    assert "best_epoch" not in record  # no early stopping unless a config sets patience
     for png in ("loss.png", "embeddings.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     # resuming a finished run trains no further step and gives the same score
@@ -65,9 +66,11 @@ def test_graph_batch_not_divisible_by_devices_is_refused(tmp_path, capsys):
 
 
 def test_grace_trains_on_eight_devices_through_the_runner(tmp_path):
-    record = runner.run("grace", "cora", overrides=["epochs=2", "model.hidden=16", "model.proj_hidden=16"],
+    """With patience on, the best weights are tracked (and checkpointed) as global arrays on the mesh."""
+    record = runner.run("grace", "cora", overrides=["epochs=3", "model.hidden=16", "model.proj_hidden=16", "patience=5"],
                         out=tmp_path, devices=8, progress=False, plot=False)
     assert record["devices"] == 8 and 0.0 < record["test_mean"] <= 1.0
+    assert record["epochs_run"] == 3 and 0 <= record["best_epoch"] <= 2
 
 
 def test_clustering_protocol_scores_separated_embeddings():

@@ -146,3 +146,54 @@ def test_best_checkpoint_by_loss_survives_beside_latest(tmp_path):
     train.fit(method._replace(loss=valley), optimizer, batch_fn, 12, out_dir=tmp_path, checkpoint_every=1, keep=1, progress=False)
     saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert saved == [4, 12]  # the checkpoint written after step 3 (loss 0) and the newest
+
+
+def valley_method(bottom_epoch: int, steps_per_epoch: int) -> train.Method:
+    """The toy method with a loss that falls until epoch ``bottom_epoch`` and rises after it."""
+    method = toy_method()
+
+    def loss(params, state, key, batch):
+        value, aux = method.loss(params, state, key, batch)
+        epoch = state["calls"] // steps_per_epoch
+        return 0.01 * value + (epoch - bottom_epoch) ** 2, aux
+
+    return method._replace(loss=loss)
+
+
+def test_patience_stops_and_keeps_the_lowest_loss_epochs_weights(tmp_path):
+    """DGI's rule: with patience 2 and the lowest epoch loss at epoch 3, training stops after epoch 5;
+    the kept weights are those at the end of epoch 3, i.e. after 4 epochs (8 steps)."""
+    optimizer, _ = train.make_optimizer(1e-2, 100)
+    method = valley_method(bottom_epoch=3, steps_per_epoch=2)
+    final = train.fit(method, optimizer, batch_fn, 100, out_dir=tmp_path / "run", checkpoint_every=3,
+                      progress=False, steps_per_epoch=2, patience=2)
+    assert int(final.step) == 12 and int(final.best.epoch) == 3
+    after_eight = train.fit(method, optimizer, batch_fn, 8, progress=False)
+    np.testing.assert_array_equal(train.best_weights(final).params["w"], after_eight.params["w"])
+    assert int(train.best_weights(final).state["calls"]) == 8
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 12
+    saved = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit())
+    assert 12 in saved and all(step % 2 == 0 for step in saved)  # checkpoints only at epoch ends
+    # resuming the stopped run trains nothing more and keeps the same best weights
+    again = train.fit(method, optimizer, batch_fn, 100, out_dir=tmp_path / "run", resume=True, progress=False,
+                      steps_per_epoch=2, patience=2)
+    assert int(again.step) == 12
+    np.testing.assert_array_equal(again.best.params["w"], final.best.params["w"])
+    without = train.fit(method, optimizer, batch_fn, 4, progress=False)  # no patience: nothing tracked
+    assert without.best is None and train.best_weights(without) is without
+
+
+def test_patience_state_survives_a_resume(tmp_path):
+    """A run stopped at step 8 and resumed ends where an uninterrupted run ends, best weights included."""
+    optimizer, _ = train.make_optimizer(1e-2, 100)
+    method = valley_method(bottom_epoch=5, steps_per_epoch=2)
+    whole = train.fit(method, optimizer, batch_fn, 100, progress=False, steps_per_epoch=2, patience=3)
+    train.fit(method, optimizer, batch_fn, 8, out_dir=tmp_path, checkpoint_every=4, progress=False,
+              steps_per_epoch=2, patience=3)
+    resumed = train.fit(method, optimizer, batch_fn, 100, out_dir=tmp_path, checkpoint_every=4, resume=True,
+                        progress=False, steps_per_epoch=2, patience=3)
+    assert int(whole.step) == int(resumed.step) == 18 and int(resumed.best.epoch) == 5
+    np.testing.assert_array_equal(resumed.params["w"], whole.params["w"])
+    np.testing.assert_array_equal(resumed.best.params["w"], whole.best.params["w"])
+    assert float(resumed.best.loss) == float(whole.best.loss)
