@@ -17,8 +17,8 @@ and counts, :func:`global_summary`), so each device's scores and the loss equal 
 
 Embeddings: the encoder outputs on the clean graph. Defaults: the official execute.py
 (github.com/PetarV-/DGI): 512 units, PReLU, lr 0.001, no weight decay, no dropout, row-normalized
-features; its early stopping (patience 20 on the training loss, best-loss weights restored) is
-replaced by a fixed epoch count (see the packaged configs for how it was chosen).
+features; its early stopping is the runner's ``patience`` (20 on the training loss, best-loss weights
+restored), on in the Cora config; the others train a fixed epoch count (see each config).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from gcl_jax.train import Method
 LEVEL = "node"
 
 DEFAULTS = {
-    "epochs": 80,  # HeCo stops on a loss plateau (patience); 80 is where that happened on ACM (configs/heco)
+    "epochs": 80,  # HeCo stops on a loss plateau (`patience`); 80 is where that happened on ACM (configs/heco)
     "lr": 0.0008,
     "weight_decay": 0.0,
     "checkpoint_every": 100,
