@@ -278,7 +278,8 @@ def run(
         batch_spec=jax.sharding.PartitionSpec(parallel.DATA_AXIS) if stacked else None,
         steps_per_epoch=steps_per_epoch, patience=int(cfg["patience"]),
     )
-    train_seconds = time.perf_counter() - started
+    # the training clock of metrics.jsonl (process 0 writes it): a resumed run counts all its parts
+    train_seconds = train.logged_seconds(out / "metrics.jsonl") if primary else None
     epochs_run = int(final.step) // steps_per_epoch
     stopping = {} if final.best is None else {"epochs_run": epochs_run, "best_epoch": int(final.best.epoch)}
     final = jax.device_get(train.best_weights(final))  # host copy: evaluation runs on each process's own devices
@@ -292,7 +293,7 @@ def run(
         **result.as_dict(),
         "rankme": float(evaluation.rankme(embeddings)),
         **stopping,
-        "train_seconds": round(train_seconds, 2),
+        "train_seconds": train_seconds and round(train_seconds, 2),
         "seconds": round(time.perf_counter() - started, 2),
         "devices": devices,
         "processes": jax.process_count(),

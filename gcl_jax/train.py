@@ -215,6 +215,13 @@ def best_weights(ts: TrainState) -> TrainState:
 # ----------------------------------------------------------------------------- loop
 
 
+def logged_seconds(path: Path) -> float | None:
+    """The training clock of ``metrics.jsonl``'s last row: seconds of training steps, carried across
+    resumes (``None`` without a row)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return float(json.loads(lines[-1])["time"]) if lines else None
+
+
 def keep_metrics_up_to(path: Path, step: int) -> float:
     """Drop the rows of ``metrics.jsonl`` past ``step`` (logged after the checkpoint a run resumes
     from, so about to be replayed) and a last line cut short by a kill; returns the last kept

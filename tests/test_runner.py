@@ -27,6 +27,8 @@ def test_grace_cora_run_folder(tmp_path, capsys):
     again = runner.run("grace", "cora", overrides=["epochs=6", "model.hidden=32", "model.proj_hidden=32"],
                        out=out, resume=True, progress=False, plot=False)
     assert again["test_mean"] == record["test_mean"]
+    last_row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert again["train_seconds"] == record["train_seconds"] == round(last_row["time"], 2)  # the earlier run's clock
 
 
 def test_epoch_batches_cover_every_graph_once_with_one_shape():
