@@ -202,8 +202,9 @@ def no_best_yet(ts: TrainState) -> BestLoss:
 
 
 def patience_ran_out(best: BestLoss | None, epochs_done: int, patience: int) -> bool:
-    """True once ``patience`` epochs have ended without improving on ``best`` (never when 0)."""
-    return patience > 0 and best is not None and epochs_done - 1 - int(best.epoch) >= patience
+    """True once ``patience`` epochs have ended without improving on ``best`` (never when 0, the
+    one case where ``best`` is ``None``)."""
+    return patience > 0 and epochs_done - 1 - int(best.epoch) >= patience
 
 
 def best_weights(ts: TrainState) -> TrainState:
@@ -315,8 +316,6 @@ def fit(
     epoch_loss = 0.0
     try:
         for t in ([] if stopped else range(start, num_steps)):
-            if t % steps_per_epoch == 0:
-                epoch_loss = 0.0
             ts, loss, metrics = step_fn(ts, place(batch_fn(t), batch_spec))
             loss = float(loss)
             if not math.isfinite(loss):
@@ -337,6 +336,7 @@ def fit(
                 if epoch_loss < float(best.loss):
                     best = place(BestLoss(jnp.float32(epoch_loss), jnp.int32(epoch), ts.params, ts.state))
                 stopped = patience_ran_out(best, epoch + 1, patience)
+                epoch_loss = 0.0
             if manager is not None:
                 manager.save(t + 1, args=ocp.args.StandardSave(ts._replace(best=best)), metrics={"loss": loss},
                              force=(t + 1 == num_steps or stopped))
