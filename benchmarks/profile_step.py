@@ -131,8 +131,8 @@ def profile(dataset_name: str, repeats: int) -> list[tuple[str, str, float]]:
         if name == "grace":
             encoder = nn.GraphEncoder("gcn", methods.grace.encoder_widths(model["hidden"], model["layers"]),
                                       activation=model["activation"])
-            loss_rows = info_nce_parts(G.num_nodes(graph), encoder.widths[-1], model["tau"], model["block_size"] or 256,
-                                       repeats)
+            block = losses.tile_size(model["block_size"]) or 256
+            loss_rows = info_nce_parts(G.num_nodes(graph), encoder.widths[-1], model["tau"], block, repeats)
         else:
             encoder = nn.GraphEncoder(model["layer"], tuple(model["encoder"]), activation=model["activation"],
                                       norm=model["norm"], heads=model["heads"], gat_concat=model["gat_concat"])

@@ -56,7 +56,8 @@ Fairness: float32 on both sides; the same thread budget: each worker is pinned w
 PyTorch gets ``torch.set_num_threads(threads)`` (intra-op OpenMP pool), XLA's CPU client sizes
 its intra-op (Eigen) pool from the CPUs it may run on, i.e. the same pinned set (with
 ``--threads 1`` also ``--xla_cpu_multi_thread_eigen=false``). Neither side is tuned: no
-``torch.compile``, gcl-jax's configs as packaged (GRACE's loss blockwise, ``block_size=256``). The two
+``torch.compile``, gcl-jax's configs as packaged (GRACE's loss blockwise, ``block_size="auto"``:
+256-tiles on the CPU, 4096 on a GPU). The two
 workers of a cell run one after the other, the order alternating between repeats; with
 ``--repeats R`` the table shows the median over the R runs of each framework's s/epoch (the
 machine is shared, so look at the spread in the JSON too) and the mean accuracy over them.
@@ -77,6 +78,17 @@ epochs than its config, a linear warm-up (BGRL's 1000 of 10000 steps, 10 of 100 
 factor, so the learning-rate schedule keeps its shape; BGRL's EMA schedule spans the run's steps
 on both sides (as ``gcl-jax train --set epochs=N`` does). Accuracies from shortened runs are for
 comparing the two frameworks with each other, not with the papers.
+
+On a GPU (``--device gpu``): both workers train on the first CUDA device (gcl-jax through
+jax's GPU backend, PyTorch on ``cuda``), each with the config's full number of epochs unless
+``--epochs`` says otherwise; ``loss.item()`` / ``float(loss)`` synchronize every step, so
+s/epoch is wall time of finished GPU work. Memory is the device's: ``GPU peak MiB`` is
+``torch.cuda.max_memory_allocated`` and, for gcl-jax, the XLA allocator's ``peak_bytes_in_use``
+(``+train`` again the peak minus what was allocated after the data were on the device); the
+CPU-time columns are left out. Both multiply float32 matrices in TF32: XLA's default on GPUs
+since Ampere, and PyTorch's once ``torch.set_float32_matmul_precision("high")`` asks for it (the
+H100 records ``side_by_side-gpu-h100-*.json`` predate that line: PyTorch ran full float32 there). The parent process, which evaluates, keeps jax on the CPU so it
+holds no GPU memory while the workers run.
 
 Output: the table on stdout and ``--json`` (default ``benchmarks/side_by_side.json``) with every
 number, the per-run s/epoch and accuracies, first and last loss, the resolved configs, the
@@ -153,17 +165,22 @@ def jax_worker(job: dict) -> None:
 
     from gcl_jax import data, methods, runner, train
 
+    if job["device"] == "gpu" and jax.default_backend() != "gpu":
+        raise RuntimeError(f"--device gpu: jax's default backend is {jax.default_backend()!r}, not 'gpu'")
     out = Path(job["out"])
     cfg, name, epochs = job["config"], job["dataset"], int(job["epochs"])
     module = methods.get(job["method"])
     ds = data.load(name)
     graph = runner.node_graph(ds, cfg)
     reference = np.load(job["data"])  # the arrays the PyTorch side gets: check they are these
-    if not (np.array_equal(np.asarray(graph.nodes), reference["x"])
+    if not (np.allclose(np.asarray(graph.nodes), reference["x"], rtol=1e-5, atol=1e-7)
             and np.array_equal(np.stack([np.asarray(graph.senders), np.asarray(graph.receivers)]), reference["edge_index"])):
         raise RuntimeError("gcl-jax's training graph differs from the arrays handed to PyTorch")
+    # the parent normalized the features on the CPU; a GPU rounds the division differently, so
+    # train on the parent's very bits, as PyTorch does
+    graph = graph._replace(nodes=jax.numpy.asarray(reference["x"]))
     jax.block_until_ready(graph)
-    baseline = _current_rss_mib()
+    baseline, device_baseline = _current_rss_mib(), _jax_device_mib("bytes_in_use")
 
     started = time.perf_counter()
     optimizer, _ = train.make_optimizer(
@@ -187,6 +204,7 @@ def jax_worker(job: dict) -> None:
             raise FloatingPointError(f"loss is {value} at step {step}")
         losses.append(value)
     cores = (_cpu_seconds() - cpu0) / (time.perf_counter() - wall0)
+    device_peak = _jax_device_mib("peak_bytes_in_use")
     embeddings = np.asarray(jax.jit(method.embed)(ts.params, ts.state, graph))
     np.save(out / "embeddings.npy", embeddings)
     record = {
@@ -200,8 +218,18 @@ def jax_worker(job: dict) -> None:
         "cores": cores,
         "rss_baseline_mib": baseline,
         "rss_peak_mib": _peak_rss_mib(),
+        "device_baseline_mib": device_baseline,
+        "device_peak_mib": device_peak,
     }
     (out / "result.json").write_text(json.dumps(record))
+
+
+def _jax_device_mib(stat: str) -> float:
+    """One of the first jax device's allocator statistics in MiB (NaN where the backend keeps none)."""
+    import jax
+
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return stats[stat] / 2**20 if stat in stats else float("nan")
 
 
 def torch_worker(job: dict) -> None:
@@ -212,18 +240,30 @@ def torch_worker(job: dict) -> None:
     import torch_reference as ref
 
     torch.set_num_threads(int(job["threads"]))
+    gpu = job["device"] == "gpu"
+    if gpu and not torch.cuda.is_available():
+        raise RuntimeError("--device gpu: torch.cuda.is_available() is False")
+    device = torch.device("cuda" if gpu else "cpu")
+    if gpu:
+        torch.set_float32_matmul_precision("high")  # TF32, as XLA multiplies float32 on the GPU
     out = Path(job["out"])
     arrays = np.load(job["data"])
-    x = torch.from_numpy(np.ascontiguousarray(arrays["x"], dtype=np.float32))
-    edge_index = torch.from_numpy(np.ascontiguousarray(arrays["edge_index"], dtype=np.int64))
+    x = torch.from_numpy(np.ascontiguousarray(arrays["x"], dtype=np.float32)).to(device)
+    edge_index = torch.from_numpy(np.ascontiguousarray(arrays["edge_index"], dtype=np.int64)).to(device)
     baseline = _current_rss_mib()
+    if gpu:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    device_baseline = torch.cuda.memory_allocated() / 2**20 if gpu else float("nan")
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     model, seconds, cpu_seconds, losses = ref.train(job["method"], x, edge_index, job["config"], int(job["epochs"]), int(job["seed"]))
     cores = (_cpu_seconds() - cpu0) / (time.perf_counter() - wall0)
+    device_peak = torch.cuda.max_memory_allocated() / 2**20 if gpu else float("nan")
     np.save(out / "embeddings.npy", ref.embed(model, x, edge_index))
     record = {
         "framework": "torch",
         "versions": {"torch": torch.__version__, "torch_geometric": __import__("torch_geometric").__version__},
+        "devices": [torch.cuda.get_device_name() if gpu else "cpu"],
         "threads": torch.get_num_threads(),
         "step_seconds": seconds,
         "step_cpu_seconds": cpu_seconds,
@@ -232,6 +272,8 @@ def torch_worker(job: dict) -> None:
         "cores": cores,
         "rss_baseline_mib": baseline,
         "rss_peak_mib": _peak_rss_mib(),
+        "device_baseline_mib": device_baseline,
+        "device_peak_mib": device_peak,
     }
     (out / "result.json").write_text(json.dumps(record))
 
@@ -310,11 +352,13 @@ def run_preflight() -> None:
 # ----------------------------------------------------------------------------- parent
 
 
-def cell_config(method: str, dataset: str, epochs: int) -> dict:
-    """The packaged gcl-jax config with ``epochs`` (and a proportionally scaled warm-up)."""
+def cell_config(method: str, dataset: str, epochs: int | None) -> dict:
+    """The packaged gcl-jax config with ``epochs`` (and a proportionally scaled warm-up); ``None``
+    keeps the config's epochs."""
     from gcl_jax import runner
 
     full = runner.resolve_config(method, dataset, None, [])
+    epochs = int(full["epochs"]) if epochs is None else epochs
     overrides = [f"epochs={epochs}"]
     warmup = int(full.get("warmup_steps", 0) or 0)
     if warmup and epochs != int(full["epochs"]):
@@ -334,6 +378,10 @@ def run_worker(framework: str, job: dict, workdir: Path) -> dict:
     env["OMP_NUM_THREADS"] = str(threads)
     if job.get("omp_wait_policy"):
         env["OMP_WAIT_POLICY"] = job["omp_wait_policy"]  # PyTorch's OpenMP pool; XLA does not use OpenMP
+    if job["device"] == "cpu":
+        env["JAX_PLATFORMS"] = "cpu"
+    else:
+        env.pop("JAX_PLATFORMS", None)  # the parent keeps jax on the CPU; this worker gets the GPU
     if threads == 1:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     load = os.getloadavg()[0]
@@ -361,6 +409,9 @@ def summarize_run(result: dict, warmup: int) -> dict:
         "cores": result["cores"],
         "rss_peak_mib": result["rss_peak_mib"],
         "rss_train_mib": result["rss_peak_mib"] - result["rss_baseline_mib"],
+        "device_peak_mib": result["device_peak_mib"],
+        "device_train_mib": result["device_peak_mib"] - result["device_baseline_mib"],
+        "devices": result["devices"],
         "loss_first_last": [result["losses"][0], result["losses"][-1]],
         "process_seconds": result["process_seconds"],
         "loadavg_before": result["loadavg_before"],
@@ -368,17 +419,18 @@ def summarize_run(result: dict, warmup: int) -> dict:
     }
 
 
-def run_cell(method: str, dataset: str, epochs: int, args, workdir: Path) -> dict:
+def run_cell(method: str, dataset: str, epochs: int | None, args, workdir: Path) -> dict:
     from gcl_jax import data, runner
 
     cfg = cell_config(method, dataset, epochs)
+    epochs = int(cfg["epochs"])
     ds = data.load(dataset)
     graph = runner.node_graph(ds, cfg)
     arrays = workdir / f"{method}-{dataset}.npz"
     np.savez(arrays, x=np.asarray(graph.nodes, np.float32),
              edge_index=np.stack([np.asarray(graph.senders), np.asarray(graph.receivers)]).astype(np.int64))
     job = {"method": method, "dataset": dataset, "epochs": epochs, "config": cfg, "seed": args.seed,
-           "threads": args.threads, "data": str(arrays), "omp_wait_policy": args.omp_wait_policy}
+           "threads": args.threads, "data": str(arrays), "omp_wait_policy": args.omp_wait_policy, "device": args.device}
     runs = {"gcl-jax": [], "torch": []}
     for r in range(args.repeats):
         order = ("gcl-jax", "torch") if r % 2 == 0 else ("torch", "gcl-jax")
@@ -389,8 +441,9 @@ def run_cell(method: str, dataset: str, epochs: int, args, workdir: Path) -> dic
             summary = summarize_run(result, args.warmup)
             summary["eval"] = runner.evaluate(cfg["eval"], result["embeddings"], ds, args.seed).as_dict()
             runs[framework].append(summary)
+            peak = summary["device_peak_mib" if args.device == "gpu" else "rss_peak_mib"]
             print(f"    {summary['s_per_epoch'] * 1e3:.1f} ms/epoch, {summary['cores']:.2f} cores, "
-                  f"peak {summary['rss_peak_mib']:.0f} MiB, acc {100 * summary['eval']['test_mean']:.2f}",
+                  f"peak {peak:.0f} MiB, acc {100 * summary['eval']['test_mean']:.2f}",
                   file=sys.stderr, flush=True)
     cell = {"method": method, "dataset": dataset, "epochs": epochs, "config_epochs": cfg["config_epochs"],
             "num_nodes": int(graph.nodes.shape[0]), "num_edges": int(np.asarray(graph.senders).shape[0]),
@@ -405,6 +458,9 @@ def run_cell(method: str, dataset: str, epochs: int, args, workdir: Path) -> dic
             "cores": statistics.median(r["cores"] for r in rs),
             "rss_peak_mib": max(r["rss_peak_mib"] for r in rs),
             "rss_train_mib": max(r["rss_train_mib"] for r in rs),
+            "device_peak_mib": max(r["device_peak_mib"] for r in rs),
+            "device_train_mib": max(r["device_train_mib"] for r in rs),
+            "devices": rs[0]["devices"],
             "accuracy": float(np.mean([r["eval"]["test_mean"] for r in rs])),
             # over the training seeds when there are several runs, else over the evaluation splits
             "accuracy_std": float(np.std([r["eval"]["test_mean"] for r in rs])) if len(rs) > 1 else rs[0]["eval"]["test_std"],
@@ -416,21 +472,26 @@ def run_cell(method: str, dataset: str, epochs: int, args, workdir: Path) -> dic
     return cell
 
 
-def format_table(cells: list[dict]) -> str:
-    header = ["dataset", "method", "epochs (config)", "gcl-jax s/epoch", "torch s/epoch", "speed-up", "CPU-time speed-up",
-              "gcl-jax compile s", "cores jax/torch", "gcl-jax peak MiB (+train)", "torch peak MiB (+train)",
+def format_table(cells: list[dict], device: str = "cpu") -> str:
+    """The side-by-side table; on a GPU the memory columns are the device's and the CPU-time
+    columns are left out."""
+    gpu = device == "gpu"
+    memory, where = ("device", "GPU ") if gpu else ("rss", "")
+    header = ["dataset", "method", "epochs (config)", "gcl-jax s/epoch", "torch s/epoch", "speed-up",
+              *([] if gpu else ["CPU-time speed-up"]), "gcl-jax compile s", *([] if gpu else ["cores jax/torch"]),
+              f"gcl-jax {where}peak MiB (+train)", f"torch {where}peak MiB (+train)",
               "gcl-jax acc %", "torch acc %"]
     rows = []
     for c in cells:
         j, t = c["gcl-jax"], c["torch"]
         spread = c["protocol"] != "planetoid" or len(j["accuracy_runs"]) > 1
         acc = lambda f: f"{100 * f['accuracy']:.2f}" + (f" ± {100 * f['accuracy_std']:.2f}" if spread else "")
+        mib = lambda f: f"{f[memory + '_peak_mib']:.0f} (+{f[memory + '_train_mib']:.0f})"
         rows.append([
             c["dataset"], c["method"], f"{c['epochs']} ({c['config_epochs']})",
-            f"{j['s_per_epoch']:.4f}", f"{t['s_per_epoch']:.4f}", f"{c['speedup']:.2f}x", f"{c['cpu_speedup']:.2f}x",
-            f"{j['compile_seconds']:.1f}", f"{j['cores']:.2f}/{t['cores']:.2f}",
-            f"{j['rss_peak_mib']:.0f} (+{j['rss_train_mib']:.0f})", f"{t['rss_peak_mib']:.0f} (+{t['rss_train_mib']:.0f})",
-            acc(j), acc(t),
+            f"{j['s_per_epoch']:.4f}", f"{t['s_per_epoch']:.4f}", f"{c['speedup']:.2f}x",
+            *([] if gpu else [f"{c['cpu_speedup']:.2f}x"]), f"{j['compile_seconds']:.1f}",
+            *([] if gpu else [f"{j['cores']:.2f}/{t['cores']:.2f}"]), mib(j), mib(t), acc(j), acc(t),
         ])
     return report.format_table(header, rows)
 
@@ -439,7 +500,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default=",".join(DATASETS), help=f"comma list of {', '.join(DATASETS)}")
     p.add_argument("--methods", default=",".join(METHODS), help="comma list of grace, bgrl")
-    p.add_argument("--epochs", type=int, default=None, help="epochs for every cell (default: DEFAULT_EPOCHS per cell)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs for every cell (default: DEFAULT_EPOCHS per cell on the CPU, the config's on a GPU)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where both frameworks train (default cpu)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks (default 2)")
     p.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"], default=None,
                    help="OMP_WAIT_POLICY for the PyTorch worker (default: unset, OpenMP's spin-then-sleep)")
@@ -479,6 +542,8 @@ def main(argv=None) -> None:
         print(f"note: load average {busy:.1f} before the run: other processes compete for the cores, and "
               "OpenMP threads that spin-wait for a descheduled partner slow PyTorch down; see the docstring",
               file=sys.stderr)
+    if args.device == "gpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"  # this parent only evaluates; the workers hold the GPU
     run_preflight()  # before any measurement: the two frameworks' layers must agree
     started = time.perf_counter()
     cells = []
@@ -486,18 +551,19 @@ def main(argv=None) -> None:
         workdir = Path(args.workdir or tmp)
         for dataset in datasets:
             for method in methods_:
-                epochs = args.epochs or DEFAULT_EPOCHS[(method, dataset)]
+                epochs = args.epochs or (DEFAULT_EPOCHS[(method, dataset)] if args.device == "cpu" else None)
                 cells.append(run_cell(method, dataset, epochs, args, workdir))
-    table = format_table(cells)
+    table = format_table(cells, args.device)
     print(table)
     omp = f", OMP_WAIT_POLICY={args.omp_wait_policy}" if args.omp_wait_policy else ""
-    print(f"\nthreads {args.threads}{omp}, repeats {args.repeats}, s/epoch = median after min({args.warmup}, epochs // 5) warm-up epochs; "
+    on = f"device {args.device} ({cells[0]['gcl-jax']['devices'][0]} / {cells[0]['torch']['devices'][0]}), " if cells else ""
+    print(f"\n{on}threads {args.threads}{omp}, repeats {args.repeats}, s/epoch = median after min({args.warmup}, epochs // 5) warm-up epochs; "
           f"accuracy: gcl_jax.eval on each framework's frozen embeddings; total {time.perf_counter() - started:.0f} s")
     record = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus_available": len(os.sched_getaffinity(0)), "python": platform.python_version()},
-        "threads": args.threads, "omp_wait_policy": args.omp_wait_policy, "repeats": args.repeats, "warmup_epochs": args.warmup, "seed": args.seed,
+        "device": args.device, "threads": args.threads, "omp_wait_policy": args.omp_wait_policy, "repeats": args.repeats, "warmup_epochs": args.warmup, "seed": args.seed,
         "total_seconds": time.perf_counter() - started, "table": table, "cells": cells,
     }
     Path(args.json).write_text(json.dumps(record, indent=1) + "\n")

@@ -136,8 +136,8 @@ class GraphEncoder(nn.Module):
 def view(x: torch.Tensor, edge_index: torch.Tensor, p_edge: float, p_feature: float, gen: torch.Generator):
     """One augmented view: each directed edge dropped with ``p_edge``, each feature column zeroed
     (for every node) with ``p_feature``."""
-    keep = torch.rand(edge_index.shape[1], generator=gen) >= p_edge
-    drop_col = torch.rand(x.shape[1], generator=gen) < p_feature
+    keep = torch.rand(edge_index.shape[1], generator=gen, device=x.device) >= p_edge
+    drop_col = torch.rand(x.shape[1], generator=gen, device=x.device) < p_feature
     return x.masked_fill(drop_col[None, :], 0.0), edge_index[:, keep]
 
 
@@ -290,11 +290,11 @@ def build(method: str, in_dim: int, cfg: dict, epochs: int, x: torch.Tensor | No
 
 
 def train(method: str, x: torch.Tensor, edge_index: torch.Tensor, cfg: dict, epochs: int, seed: int):
-    """Train for ``epochs`` full-graph steps; returns (model, per-step wall seconds, per-step CPU
-    seconds of the process, losses)."""
+    """Train for ``epochs`` full-graph steps on the device ``x`` lives on (CPU or CUDA); returns
+    (model, per-step wall seconds, per-step CPU seconds of the process, losses)."""
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    model = build(method, x.shape[1], cfg, epochs, x, edge_index)
+    gen = torch.Generator(device=x.device).manual_seed(seed + 1)
+    model = build(method, x.shape[1], cfg, epochs, x, edge_index).to(x.device)
     params = model.trainable() if method == "bgrl" else list(model.parameters())
     opt = make_optimizer(params, cfg)
     model.train()
@@ -321,4 +321,4 @@ def train(method: str, x: torch.Tensor, edge_index: torch.Tensor, cfg: dict, epo
 @torch.no_grad()
 def embed(model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor) -> np.ndarray:
     model.eval()
-    return model.encoder(x, edge_index).numpy()
+    return model.encoder(x, edge_index).cpu().numpy()

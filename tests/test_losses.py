@@ -285,3 +285,16 @@ def test_blockwise_memory_has_no_n_by_d_temporaries(n):
     f = jax.value_and_grad(functools.partial(losses.info_nce, block_size=block), argnums=(0, 1))
     temp = jax.jit(f).lower(spec, spec).compile().memory_analysis().temp_size_in_bytes
     assert temp < n * d * 4, temp
+
+
+def test_tile_size_reads_a_config_block_size(monkeypatch):
+    """0 is the dense path, a positive side is kept, "auto" follows the backend, anything else
+    is an error naming the key."""
+    assert losses.tile_size(0) is None
+    assert losses.tile_size(1024) == 1024
+    assert losses.tile_size("auto") == 256  # the suite runs on the CPU
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert losses.tile_size("auto") == 4096
+    for bad in (-1, 2.5, True, "big"):
+        with pytest.raises(ValueError, match="model.block_size"):
+            losses.tile_size(bad)

@@ -8,6 +8,7 @@ keywords
 
 * ``block_size``: ``None`` -> dense reference; ``int`` -> blockwise streaming
   reductions with a custom VJP that recomputes tiles (O(N d + block^2) memory);
+  ``tile_size`` turns a config's ``block_size`` (0, a side, or ``"auto"``) into this;
 * ``axis_name``: ``None`` -> one device; a mesh axis name -> called inside
   ``jax.shard_map`` with rows sharded; negatives travel around a ring of
   ``ppermute`` steps (``collective='ring'``) or are all-gathered
@@ -33,6 +34,7 @@ from .multi_positive import multi_positive_info_nce
 from .mutual_info import jsd, local_global_jsd
 from .predictive import bootstrap, scaled_cosine_error
 from .redundancy import barlow_twins, cca_ssg, vicreg
+from ._tiling import tile_size
 from .weighted_negatives import cluster_negative_weights, prototype_concentration, prototypical_nce, weighted_info_nce
 
 __all__ = [
@@ -44,4 +46,5 @@ __all__ = [
     "meta_nodes", "student_t_assignments", "dec_target", "dec_kl",
     "weighted_info_nce", "cluster_negative_weights", "prototype_concentration", "prototypical_nce",
     "community_assignments", "community_centroids", "dense_community_aggregation", "reweighted_cross_contrast",
+    "tile_size",
 ]

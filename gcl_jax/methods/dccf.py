@@ -125,7 +125,7 @@ def view_contrast(views: tuple, rows: jax.Array, valid: jax.Array, model: dict) 
     anchors, *others = (v[rows] for v in views)
     return sum(
         losses.info_nce(anchors, other, temperature=model["tau"], intra_view=False, symmetric=False,
-                        valid=valid, block_size=model["block_size"] or None)
+                        valid=valid, block_size=losses.tile_size(model["block_size"]))
         for other in others
     )
 

@@ -105,7 +105,7 @@ def build(model: dict, sample) -> Method:
     encoder = GraphEncoder("gcn", (model["encoder_hidden"], model["hidden"]), activation=model["activation"])
     projector = grace.projection_head(model)
     communities, tau = int(model["communities"]), float(model["tau"])
-    block_size = model["block_size"] or None
+    block_size = losses.tile_size(model["block_size"])
 
     def init(key, graph):
         k_enc, k_proj, k_centre = jax.random.split(key, 3)

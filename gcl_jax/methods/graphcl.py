@@ -128,7 +128,7 @@ def build(model: dict, sample) -> Method:
     width = model["hidden"] * model["layers"]
     projector = MLP((width, width), activation="relu")
     views = (view_function(model["aug1"], model), view_function(model["aug2"], model))
-    block_size = model["block_size"] or None
+    block_size = losses.tile_size(model["block_size"])
     axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
     def prepare(batch):

@@ -126,7 +126,7 @@ def build(model: dict, sample: SubgraphTextBatch) -> Method:
     """GraphCLIP over ``sample``'s ego graphs; ``sample.text`` fixes the projection width."""
     encoder = GraphEncoder(model["encoder"], (model["hidden"],) * model["layers"], activation=model["activation"])
     projector = MLP((model["proj_hidden"], sample.text.shape[1]), activation=model["activation"])
-    block_size = model["block_size"] or None
+    block_size = losses.tile_size(model["block_size"])
     axis_name = model.get("axis_name")  # set by the runner for multi-device training
     num_centers = sample.text.shape[0]
     batch_size = int(model["batch_size"])

@@ -125,12 +125,12 @@ def contrast(key, main: jax.Array, augmented: jax.Array, model: dict, anchors: j
     (duplicates counted) or, without them, on all (or ``contrast_sample``) rows."""
     if anchors is not None:
         weights = jnp.zeros(main.shape[0], jnp.float32).at[anchors].add(1.0)
-        return dot_product_info_nce(augmented, main, model["tau"], model["block_size"] or None, weights)
+        return dot_product_info_nce(augmented, main, model["tau"], losses.tile_size(model["block_size"]), weights)
     size = model["contrast_sample"]
     if 0 < size < main.shape[0]:
         rows = jax.random.choice(key, main.shape[0], (size,), replace=False)
         main, augmented = main[rows], augmented[rows]
-    return dot_product_info_nce(augmented, main, model["tau"], model["block_size"] or None)
+    return dot_product_info_nce(augmented, main, model["tau"], losses.tile_size(model["block_size"]))
 
 
 def check_contrast_options(model: dict) -> None:

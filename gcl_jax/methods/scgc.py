@@ -160,7 +160,7 @@ def build_with_contrast(model: dict, contrast: Callable) -> Method:
 
 def build(model: dict, sample) -> Method:
     """SCGC (``influence = false``, ``reconstruction = 1``) or SCGC* (``influence = true``, no decoder term)."""
-    block_size = model["block_size"] or None
+    block_size = losses.tile_size(model["block_size"])
 
     def contrast(z, q, batch):
         return losses.influence_contrastive(z, batch["senders"], batch["receivers"], batch["weights"],
