@@ -91,7 +91,7 @@ H100 records ``side_by_side-gpu-h100-*.json`` predate that line: PyTorch ran ful
 holds no GPU memory while the workers run.
 
 Output: the table on stdout and ``--json`` (default ``benchmarks/side_by_side.json``) with every
-number, the per-run s/epoch and accuracies, first and last loss, the resolved configs, the
+number, the per-run s/epoch and accuracies, the loss every ``loss_curve_every`` epochs, the resolved configs, the
 machine and the package versions. ``benchmarks/side_by_side-*.json`` are recorded runs (their
 ``command`` and ``table`` fields say how each was made).
 """
@@ -400,6 +400,7 @@ def summarize_run(result: dict, warmup: int) -> dict:
     steady = steps[warmup:] if len(steps) > warmup else steps
     median = statistics.median(steady)
     cpu = result["step_cpu_seconds"]
+    every = max(1, len(steps) // 200)  # the loss every k-th epoch, ~200 points: enough to see a run diverge or collapse
     return {
         "s_per_epoch": median,
         "cpu_s_per_epoch": statistics.median(cpu[warmup:] if len(cpu) > warmup else cpu),
@@ -413,6 +414,8 @@ def summarize_run(result: dict, warmup: int) -> dict:
         "device_train_mib": result["device_peak_mib"] - result["device_baseline_mib"],
         "devices": result["devices"],
         "loss_first_last": [result["losses"][0], result["losses"][-1]],
+        "loss_curve_every": every,
+        "loss_curve": result["losses"][::every],
         "process_seconds": result["process_seconds"],
         "loadavg_before": result["loadavg_before"],
         "versions": result["versions"],
