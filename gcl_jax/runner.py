@@ -178,7 +178,7 @@ def _planetoid(embeddings, dataset, seed, **options) -> evaluation.EvalResult:
     if not getattr(dataset, "splits", None):
         raise ValueError(f"{dataset.name} has no public split; use protocol 'random' or 'grace'")
     s = dataset.splits
-    return evaluation.planetoid_probe(embeddings, dataset.labels, s["train"], s["val"], s["test"], **options)
+    return evaluation.planetoid_probe(embeddings, dataset.labels, s["train"], s["val"], s["test"], seed=seed, **options)
 
 
 def _clustering(embeddings, dataset, seed, **options) -> evaluation.EvalResult:

@@ -101,3 +101,54 @@ def test_linear_probe_requires_validation():
     x, y = _blobs(64, 2, 4, 4.0, 6)
     with pytest.raises(ValueError, match="val"):
         linear_probe(x, y, [{"train": np.arange(32), "val": np.arange(0), "test": np.arange(32, 64)}])
+
+
+def _numpy_graphmae_probe(x, y, idx, params, lr, wd, epochs):
+    """GraphMAE's probe written out in numpy: full-batch Adam (betas 0.9/0.999, eps 1e-8) with L2
+    added to the gradient of weights and bias; the test accuracy at the last epoch of best
+    validation accuracy, and at the final epoch."""
+    train, val, test = idx
+    w, b = (np.array(p, np.float64) for p in params)
+    onehot = np.eye(w.shape[1])[y[train]]
+    moments = [[np.zeros_like(w), np.zeros_like(w)], [np.zeros_like(b), np.zeros_like(b)]]
+    best_val, chosen = -1.0, None
+    accuracy = lambda rows: np.mean(np.argmax(x[rows] @ w + b, 1) == y[rows])
+    for t in range(1, epochs + 1):
+        logits = x[train] @ w + b
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        delta = (p / p.sum(1, keepdims=True) - onehot) / len(train)
+        for param, grad, (m, v) in ((w, x[train].T @ delta, moments[0]), (b, delta.sum(0), moments[1])):
+            grad = grad + wd * param
+            m[:] = 0.9 * m + 0.1 * grad
+            v[:] = 0.999 * v + 0.001 * grad**2
+            param -= lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        if accuracy(val) >= best_val:
+            best_val, chosen = accuracy(val), accuracy(test)
+    return chosen, accuracy(test)
+
+
+def test_graphmae_probe_matches_a_numpy_adam_loop():
+    """The Adam probe (GraphMAE's protocol) against an independent numpy loop from the same start."""
+    import jax
+
+    from gcl_jax.eval import graphmae_probe, logreg
+
+    x, y = _blobs(300, 3, 8, 0.7, 4)
+    idx = (np.arange(0, 60), np.arange(60, 160), np.arange(160, 300))
+    params = logreg._initial_params(jax.random.PRNGKey(3), 8, 3, "torch")
+    bound = 1 / np.sqrt(8)
+    assert all(np.abs(np.asarray(p)).max() <= bound for p in params)  # torch.nn.Linear's init range
+    expected = _numpy_graphmae_probe(x.astype(np.float64), y, idx, params, lr=0.05, wd=1e-3, epochs=60)
+    got = graphmae_probe(x, y, *idx, lr=0.05, weight_decay=1e-3, epochs=60, seed=3)
+    assert 0.5 < got["accuracy"] < 1.0  # a non-trivial problem
+    np.testing.assert_allclose([got["accuracy"], got["final_accuracy"]], expected, atol=1.5 / 140)
+
+
+def test_planetoid_paper_protocol_adds_graphmae_extras():
+    x, y = _blobs(400, 3, 8, 3.0, 5)
+    idx = (np.arange(0, 60), np.arange(60, 160), np.arange(160, 400))
+    plain = planetoid_probe(x, y, *idx)
+    both = planetoid_probe(x, y, *idx, paper_protocol=True, paper_lr=0.05, paper_epochs=100)
+    assert "graphmae_accuracy" not in plain.extra
+    assert both.test_mean == plain.test_mean and both.extra["graphmae_accuracy"][0] > 0.9
+    assert set(both.extra) == set(plain.extra) | {"graphmae_accuracy", "graphmae_final_accuracy"}

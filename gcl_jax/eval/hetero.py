@@ -17,17 +17,15 @@ C grid and one validation choice serve all metrics; ``paper_protocol=True`` adds
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from sklearn.metrics import roc_auc_score
 
 from gcl_jax.eval.clustering import kmeans_eval
 from gcl_jax.eval.linear import BGRL_CS, prepare_probe, select_and_test
+from gcl_jax.eval.logreg import adam_probe_runs, split_arrays
 from gcl_jax.eval.result import EvalResult, summarize
 
 SHOTS = (20, 40, 60)
@@ -53,61 +51,14 @@ def shot_scores(x, y, split: Mapping[str, np.ndarray], cs: Sequence[float], num_
     }
 
 
-def _macro_f1(pred, y, num_classes: int):
-    """Macro-F1 of integer predictions (classes absent from both ``y`` and ``pred`` count as 0)."""
-    p, t = jax.nn.one_hot(pred, num_classes), jax.nn.one_hot(y, num_classes)
-    tp, fp, fn = (p * t).sum(0), (p * (1 - t)).sum(0), ((1 - p) * t).sum(0)
-    return jnp.mean(jnp.where(tp > 0, 2 * tp / jnp.maximum(2 * tp + fp + fn, 1.0), 0.0))
-
-
-@functools.partial(jax.jit, static_argnames=("num_classes", "epochs", "repeats"))
-def _adam_runs(key, train, val, test, lr, weight_decay, *, num_classes, epochs, repeats):
-    """HeCo's classifier runs: per restart, the test scores at the first epoch of best validation
-    accuracy (= Micro-F1) and of best validation Macro-F1, and the test probabilities at the former."""
-    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = train, val, test
-    optimizer = optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr))  # torch Adam's L2
-
-    def cross_entropy(params):
-        logits = x_tr @ params[0] + params[1]
-        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y_tr[:, None], 1))
-
-    def epoch(carry, _):
-        params, state, best = carry
-        updates, state = optimizer.update(jax.grad(cross_entropy)(params), state, params)
-        params = optax.apply_updates(params, updates)
-        val_pred = jnp.argmax(x_va @ params[0] + params[1], 1)
-        test_logits = x_te @ params[0] + params[1]
-        test_pred = jnp.argmax(test_logits, 1)
-        val_acc, val_f1 = jnp.mean(val_pred == y_va), _macro_f1(val_pred, y_va, num_classes)
-        better_acc, better_f1 = val_acc > best["val_acc"], val_f1 > best["val_f1"]  # first maximum wins
-        best = {
-            "val_acc": jnp.where(better_acc, val_acc, best["val_acc"]),
-            "micro_f1": jnp.where(better_acc, jnp.mean(test_pred == y_te), best["micro_f1"]),
-            "probabilities": jnp.where(better_acc, jax.nn.softmax(test_logits), best["probabilities"]),
-            "val_f1": jnp.where(better_f1, val_f1, best["val_f1"]),
-            "macro_f1": jnp.where(better_f1, _macro_f1(test_pred, y_te, num_classes), best["macro_f1"]),
-        }
-        return (params, state, best), None
-
-    def run(k):
-        params = (jax.nn.initializers.glorot_uniform()(k, (x_tr.shape[1], num_classes)), jnp.zeros(num_classes))
-        best = {"val_acc": -1.0, "micro_f1": 0.0, "val_f1": -1.0, "macro_f1": 0.0,
-                "probabilities": jnp.zeros((x_te.shape[0], num_classes))}
-        return jax.lax.scan(epoch, (params, optimizer.init(params), best), None, length=epochs)[0][2]
-
-    return jax.vmap(run)(jax.random.split(key, repeats))
-
-
 def heco_adam_probe(x, y, split: Mapping[str, np.ndarray], *, lr: float, weight_decay: float = 0.0,
                     epochs: int = 200, repeats: int = 50, seed: int = 0) -> dict:
     """HeCo's evaluate.py on one split: ``{"macro_f1", "micro_f1", "auc"}``, each the mean over
     ``repeats`` Adam-trained logistic regressions of the validation-picked epoch's test score."""
-    x = np.asarray(x, np.float32)
     num_classes = int(np.max(y)) + 1
-    parts = [(jnp.asarray(x[idx]), jnp.asarray(y[idx], jnp.int32))
-             for idx in (np.asarray(split[p], np.int64) for p in ("train", "val", "test"))]
-    best = _adam_runs(jax.random.PRNGKey(seed), *parts, lr, weight_decay,
-                      num_classes=num_classes, epochs=int(epochs), repeats=int(repeats))
+    parts = split_arrays(x, y, [split[p] for p in ("train", "val", "test")])
+    best = adam_probe_runs(jax.random.PRNGKey(seed), *parts, lr, weight_decay,
+                           num_classes=num_classes, epochs=int(epochs), repeats=int(repeats))
     y_test = np.asarray(parts[2][1])
     return {
         "macro_f1": float(np.mean(best["macro_f1"])),

@@ -108,3 +108,79 @@ def grid_logits(params, x):
 def predict_grid(params, x):
     """Class predictions ``[G, M]`` of every grid model on ``x [M, D]`` (the argmax of :func:`grid_logits`)."""
     return jnp.argmax(grid_logits(params, x), axis=-1)
+
+
+def split_arrays(x, y, indices):
+    """``(x[idx], y[idx])`` device pairs, one per index array (train, val, test), for :func:`adam_probe_runs`."""
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    return [(jnp.asarray(x[idx]), jnp.asarray(y[idx], jnp.int32)) for idx in (np.asarray(i, np.int64) for i in indices)]
+
+
+def macro_f1(pred, y, num_classes: int):
+    """Macro-F1 of integer predictions (classes absent from both ``y`` and ``pred`` count as 0)."""
+    p, t = jax.nn.one_hot(pred, num_classes), jax.nn.one_hot(y, num_classes)
+    tp, fp, fn = (p * t).sum(0), (p * (1 - t)).sum(0), ((1 - p) * t).sum(0)
+    return jnp.mean(jnp.where(tp > 0, 2 * tp / jnp.maximum(2 * tp + fp + fn, 1.0), 0.0))
+
+
+def _initial_params(key, dim: int, num_classes: int, init: str):
+    """``"glorot"``: Xavier-uniform weights, zero bias (DMGI's and HeCo's classifier); ``"torch"``:
+    ``torch.nn.Linear``'s default, weights and bias uniform in +-1/sqrt(dim) (GraphMAE's)."""
+    if init == "glorot":
+        return jax.nn.initializers.glorot_uniform()(key, (dim, num_classes)), jnp.zeros(num_classes)
+    if init == "torch":
+        bound = 1.0 / np.sqrt(dim)
+        k_w, k_b = jax.random.split(key)
+        return (jax.random.uniform(k_w, (dim, num_classes), minval=-bound, maxval=bound),
+                jax.random.uniform(k_b, (num_classes,), minval=-bound, maxval=bound))
+    raise ValueError(f"init: expected 'glorot' or 'torch', got {init!r}")
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "epochs", "repeats", "init", "last_best"))
+def adam_probe_runs(key, train, val, test, lr, weight_decay, *, num_classes, epochs, repeats, init="glorot",
+                    last_best=False):
+    """Logistic regressions trained full-batch with Adam (torch's L2 ``weight_decay``, added to the
+    gradient) for ``epochs``, from ``repeats`` initializations (:func:`_initial_params`).
+
+    The papers' probes pick an epoch on validation: per restart this returns the test accuracy
+    (= Micro-F1) and class probabilities at the epoch of best validation accuracy, the test
+    Macro-F1 at the epoch of best validation Macro-F1, and ``final_accuracy``, the last epoch's
+    test accuracy. Ties go to the first such epoch (HeCo's ``>``), or with ``last_best`` to the
+    last (GraphMAE's ``>=``). ``train``/``val``/``test`` are ``(x, y)`` pairs.
+    """
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = train, val, test
+    optimizer = optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr))  # torch Adam's L2
+
+    def cross_entropy(params):
+        logits = x_tr @ params[0] + params[1]
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y_tr[:, None], 1))
+
+    def improves(value, best):
+        return value >= best if last_best else value > best
+
+    def epoch(carry, _):
+        params, state, best = carry
+        updates, state = optimizer.update(jax.grad(cross_entropy)(params), state, params)
+        params = optax.apply_updates(params, updates)
+        val_pred = jnp.argmax(x_va @ params[0] + params[1], 1)
+        test_logits = x_te @ params[0] + params[1]
+        test_pred = jnp.argmax(test_logits, 1)
+        val_acc, val_f1 = jnp.mean(val_pred == y_va), macro_f1(val_pred, y_va, num_classes)
+        better_acc, better_f1 = improves(val_acc, best["val_acc"]), improves(val_f1, best["val_f1"])
+        best = {
+            "val_acc": jnp.where(better_acc, val_acc, best["val_acc"]),
+            "micro_f1": jnp.where(better_acc, jnp.mean(test_pred == y_te), best["micro_f1"]),
+            "probabilities": jnp.where(better_acc, jax.nn.softmax(test_logits), best["probabilities"]),
+            "val_f1": jnp.where(better_f1, val_f1, best["val_f1"]),
+            "macro_f1": jnp.where(better_f1, macro_f1(test_pred, y_te, num_classes), best["macro_f1"]),
+            "final_accuracy": jnp.mean(test_pred == y_te),
+        }
+        return (params, state, best), None
+
+    def run(k):
+        params = _initial_params(k, x_tr.shape[1], num_classes, init)
+        best = {"val_acc": -1.0, "micro_f1": 0.0, "val_f1": -1.0, "macro_f1": 0.0, "final_accuracy": 0.0,
+                "probabilities": jnp.zeros((x_te.shape[0], num_classes))}
+        return jax.lax.scan(epoch, (params, optimizer.init(params), best), None, length=epochs)[0][2]
+
+    return jax.vmap(run)(jax.random.split(key, repeats))
