@@ -25,6 +25,14 @@ def gib(nbytes) -> str:
     return f"{nbytes / 2**30:,.2f} GiB"
 
 
+def device_bytes(stat: str) -> int | None:
+    """One allocator statistic of the first jax device (``bytes_in_use``, ``peak_bytes_in_use``),
+    or ``None`` where the backend keeps none (the CPU)."""
+    import jax
+
+    return (jax.local_devices()[0].memory_stats() or {}).get(stat)
+
+
 def best_seconds(fn, *args, repeats: int) -> float:
     """Fastest of ``repeats`` timed calls of ``fn(*args)`` (blocking on the result), after one
     untimed call that compiles and warms up."""

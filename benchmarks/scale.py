@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from report import gib, print_table
+from report import device_bytes, gib, print_table
 
 
 def _parse(argv=None):
@@ -103,7 +103,7 @@ def full_worker(dataset: str, block: int, steps: int, dtype: str) -> dict:
     step, state, batch, n = grace_step(dataset, block, devices=1, dtype=dtype)
     compiled, blockwise = compile_step(step, state, batch)
     times = timed_steps(compiled, state, batch, steps)
-    device_peak = (jax.local_devices()[0].memory_stats() or {}).get("peak_bytes_in_use")  # before the dense compile
+    device_peak = device_bytes("peak_bytes_in_use")  # before the dense compile
     dense_step, *_ = grace_step(dataset, None, devices=1, dtype=dtype)
     try:
         _, dense = compile_step(dense_step, state, batch)

@@ -57,8 +57,7 @@ PyTorch gets ``torch.set_num_threads(threads)`` (intra-op OpenMP pool), XLA's CP
 its intra-op (Eigen) pool from the CPUs it may run on, i.e. the same pinned set (with
 ``--threads 1`` also ``--xla_cpu_multi_thread_eigen=false``). Neither side is tuned: no
 ``torch.compile``, gcl-jax's configs as packaged (GRACE's loss blockwise, ``block_size="auto"``:
-256-tiles on the CPU, 4096 on a GPU). The two
-workers of a cell run one after the other, the order alternating between repeats; with
+256-tiles on the CPU, 4096 on a GPU). The two workers of a cell run one after the other, the order alternating between repeats; with
 ``--repeats R`` the table shows the median over the R runs of each framework's s/epoch (the
 machine is shared, so look at the spread in the JSON too) and the mean accuracy over them.
 
@@ -87,12 +86,13 @@ s/epoch is wall time of finished GPU work. Memory is the device's: ``GPU peak Mi
 (``+train`` again the peak minus what was allocated after the data were on the device); the
 CPU-time columns are left out. Both multiply float32 matrices in TF32: XLA's default on GPUs
 since Ampere, and PyTorch's once ``torch.set_float32_matmul_precision("high")`` asks for it (the
-H100 records ``side_by_side-gpu-h100-*.json`` predate that line: PyTorch ran full float32 there). The parent process, which evaluates, keeps jax on the CPU so it
-holds no GPU memory while the workers run.
+H100 records ``side_by_side-gpu-h100-*.json`` predate that line: PyTorch ran full float32
+there). The parent process, which evaluates, keeps jax on the CPU so it holds no GPU memory
+while the workers run.
 
 Output: the table on stdout and ``--json`` (default ``benchmarks/side_by_side.json``) with every
-number, the per-run s/epoch and accuracies, the loss every ``loss_curve_every`` epochs, the resolved configs, the
-machine and the package versions. ``benchmarks/side_by_side-*.json`` are recorded runs (their
+number, the per-run s/epoch and accuracies, the loss every ``loss_curve_every`` epochs, the
+resolved configs, the machine and the package versions. ``benchmarks/side_by_side-*.json`` are recorded runs (their
 ``command`` and ``table`` fields say how each was made).
 """
 
@@ -225,11 +225,9 @@ def jax_worker(job: dict) -> None:
 
 
 def _jax_device_mib(stat: str) -> float:
-    """One of the first jax device's allocator statistics in MiB (NaN where the backend keeps none)."""
-    import jax
-
-    stats = jax.local_devices()[0].memory_stats() or {}
-    return stats[stat] / 2**20 if stat in stats else float("nan")
+    """:func:`report.device_bytes` in MiB, NaN where the backend keeps no statistics."""
+    value = report.device_bytes(stat)
+    return float("nan") if value is None else value / 2**20
 
 
 def torch_worker(job: dict) -> None:

@@ -165,15 +165,16 @@ def adam_probe_runs(key, train, val, test, lr, weight_decay, *, num_classes, epo
         val_pred = jnp.argmax(x_va @ params[0] + params[1], 1)
         test_logits = x_te @ params[0] + params[1]
         test_pred = jnp.argmax(test_logits, 1)
+        test_acc = jnp.mean(test_pred == y_te)
         val_acc, val_f1 = jnp.mean(val_pred == y_va), macro_f1(val_pred, y_va, num_classes)
         better_acc, better_f1 = improves(val_acc, best["val_acc"]), improves(val_f1, best["val_f1"])
         best = {
             "val_acc": jnp.where(better_acc, val_acc, best["val_acc"]),
-            "micro_f1": jnp.where(better_acc, jnp.mean(test_pred == y_te), best["micro_f1"]),
+            "micro_f1": jnp.where(better_acc, test_acc, best["micro_f1"]),
             "probabilities": jnp.where(better_acc, jax.nn.softmax(test_logits), best["probabilities"]),
             "val_f1": jnp.where(better_f1, val_f1, best["val_f1"]),
             "macro_f1": jnp.where(better_f1, macro_f1(test_pred, y_te, num_classes), best["macro_f1"]),
-            "final_accuracy": jnp.mean(test_pred == y_te),
+            "final_accuracy": test_acc,
         }
         return (params, state, best), None
 
