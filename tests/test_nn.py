@@ -144,6 +144,19 @@ def test_gat_with_edge_features():
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_gat_xavier_normal_relu_draws_with_torch_fans():
+    """GraphMAE's init: std sqrt(2) * sqrt(2 / (fan_in + fan_out)), torch's fans: (in, out) for the
+    kernel, (heads * width, width) for an attention vector of shape (1, heads, width)."""
+    graph = small_graph()._replace(nodes=np.zeros((4, 600), np.float32))
+    params = gnn.GATConv(100, heads=4, initializer="xavier_normal_relu").init(KEY, graph, graph.nodes)["params"]
+    expected = {"kernel": 2.0 / np.sqrt(600 + 400), "att": 2.0 / np.sqrt(4 * 100 + 100)}
+    np.testing.assert_allclose(np.asarray(params["Dense_0"]["kernel"]).std(), expected["kernel"], rtol=0.02)
+    attention = np.concatenate([np.asarray(params[k]).ravel() for k in ("att_src", "att_dst")])
+    np.testing.assert_allclose(attention.std(), expected["att"], rtol=0.1)
+    with pytest.raises(ValueError, match="initializer"):
+        gnn.GATConv(2, initializer="he").init(KEY, graph, graph.nodes)
+
+
 def numpy_mlp(x, p, names, final_act=False):
     for i, name in enumerate(names):
         x = x @ p[name]["kernel"] + p[name]["bias"]

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from gcl_jax import augment, losses, parallel
 from gcl_jax import graph as G
 from gcl_jax.nn import GraphEncoder
+from gcl_jax.nn.layers import dense_init
 from gcl_jax.train import Method
 
 LEVEL = "node"
@@ -47,6 +48,7 @@ DEFAULTS = {
         "mask_rate": 0.5,
         "replace_rate": 0.05,
         "alpha": 3.0,
+        "torch_init": False,
     },
     "eval": {"protocol": "planetoid"},
 }
@@ -93,16 +95,16 @@ def networks(model: dict, in_dim: int):
     """``(encoder, to_decoder, decoder)``: GraphMAE's GAT encoder (``hidden`` split over ``heads``,
     heads concatenated, activation after every layer), the bias-free ``encoder_to_decoder`` map,
     and the one-layer, one-head GAT decoder back to ``in_dim`` features (no activation; the
-    official ``num_out_heads`` default 1)."""
-    encoder = GraphEncoder(
-        "gat", (model["hidden"],) * model["layers"], activation=model["activation"], heads=model["heads"],
-        dropout=model["in_drop"], attention_dropout=model["attn_drop"],
-    )
-    decoder = GraphEncoder(
-        "gat", (in_dim,), activation=model["activation"], heads=1,
-        dropout=model["in_drop"], attention_dropout=model["attn_drop"], activate_last=False,
-    )
-    return encoder, nn.Dense(model["hidden"], use_bias=False), decoder
+    official ``num_out_heads`` default 1). ``torch_init`` initializes them as the official PyTorch
+    code does: GAT weights and attention vectors xavier-normal with gain sqrt(2) (its gat.py), the
+    map as ``torch.nn.Linear``; otherwise PyG's GATConv initialization and flax's Dense."""
+    torch_init = model.get("torch_init", False)
+    gat = dict(activation=model["activation"], dropout=model["in_drop"], attention_dropout=model["attn_drop"],
+               gat_initializer="xavier_normal_relu" if torch_init else "glorot")
+    encoder = GraphEncoder("gat", (model["hidden"],) * model["layers"], heads=model["heads"], **gat)
+    decoder = GraphEncoder("gat", (in_dim,), heads=1, activate_last=False, **gat)
+    to_decoder = nn.Dense(model["hidden"], use_bias=False, **(dense_init("torch", model["hidden"]) if torch_init else {}))
+    return encoder, to_decoder, decoder
 
 
 def build(model: dict, sample) -> Method:

@@ -6,6 +6,7 @@ Every layer is ``layer(graph, x, *, train=False, ...) -> [N, features]``: ``x`` 
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -36,6 +37,22 @@ def dense_init(kind: str, fan_in: int) -> dict:
 
         return {"kernel_init": uniform, "bias_init": uniform}
     raise ValueError(f"initializer: expected one of {', '.join(DENSE_INITS)}, got {kind!r}")
+
+
+def xavier_normal(gain: float):
+    """``torch.nn.init.xavier_normal_``: normal with std ``gain * sqrt(2 / (fan_in + fan_out))``,
+    the fans counted as torch counts them (dims 1 and 0, each times the trailing dims)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        fan_sum = (shape[0] + shape[1]) * math.prod(shape[2:])
+        return gain * math.sqrt(2.0 / fan_sum) * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+#: GATConv initializations: PyG's Glorot-uniform, or GraphMAE's xavier-normal with ReLU's gain
+#: sqrt(2) (its gat.py ``reset_parameters``) for weights and attention vectors alike.
+GAT_INITS = {"glorot": glorot, "xavier_normal_relu": xavier_normal(math.sqrt(2.0))}
 
 ACTIVATIONS = ("relu", "prelu", "elu", "rrelu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity")
 NORMS = ("none", "batch", "layer")
@@ -219,6 +236,7 @@ class GATConv(nn.Module):
     incoming edges of ``i`` (self-loop included), dropout on the attention coefficients.
     Heads are concatenated (``[N, heads*features]``) or averaged (``[N, features]``). Edge weights
     act as a presence mask only: attention replaces them. ``edge_features`` is ``[E, D]``.
+    ``initializer`` is a key of :data:`GAT_INITS`.
     """
 
     features: int
@@ -228,26 +246,30 @@ class GATConv(nn.Module):
     attention_dropout: float = 0.0
     self_loops: bool = True
     use_bias: bool = True
+    initializer: str = "glorot"
 
     @nn.compact
     def __call__(
         self, graph: G.GraphsTuple, x: jax.Array, *, train: bool = False, edge_features: jax.Array | None = None
     ) -> jax.Array:
+        if self.initializer not in GAT_INITS:
+            raise ValueError(f"initializer: expected one of {', '.join(GAT_INITS)}, got {self.initializer!r}")
+        init = GAT_INITS[self.initializer]
         n, heads, width = x.shape[0], self.heads, self.features
-        flat = nn.Dense(heads * width, use_bias=False, kernel_init=glorot)(x)  # [N, H*D]
+        flat = nn.Dense(heads * width, use_bias=False, kernel_init=init)(x)  # [N, H*D]
         h = flat.reshape(n, heads, width)
         if self.self_loops:
             senders, receivers, mask, edge_features = _with_self_loops(graph, edge_features)
         else:
             senders, receivers, mask = graph.senders, graph.receivers, G.edge_mask(graph)
-        att_src = self.param("att_src", glorot, (1, heads, width)).reshape(heads, width)
-        att_dst = self.param("att_dst", glorot, (1, heads, width)).reshape(heads, width)
+        att_src = self.param("att_src", init, (1, heads, width)).reshape(heads, width)
+        att_dst = self.param("att_dst", init, (1, heads, width)).reshape(heads, width)
         src_score = jnp.einsum("nhd,hd->nh", h, att_src)  # contractions: no [N, H, D] products
         dst_score = jnp.einsum("nhd,hd->nh", h, att_dst)
         logits = src_score[senders] + dst_score[receivers]  # [E', H]
         if edge_features is not None:
-            he = nn.Dense(heads * width, use_bias=False, kernel_init=glorot, name="edge_proj")(edge_features)
-            att_edge = self.param("att_edge", glorot, (1, heads, width)).reshape(heads, width)
+            he = nn.Dense(heads * width, use_bias=False, kernel_init=init, name="edge_proj")(edge_features)
+            att_edge = self.param("att_edge", init, (1, heads, width)).reshape(heads, width)
             logits = logits + jnp.sum(he.reshape(-1, heads, width) * att_edge, -1)
         logits = nn.leaky_relu(logits, self.negative_slope)
         alpha = segment_softmax(logits, receivers, n, mask)
