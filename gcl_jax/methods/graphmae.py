@@ -103,8 +103,14 @@ def networks(model: dict, in_dim: int):
                gat_initializer="xavier_normal_relu" if torch_init else "glorot")
     encoder = GraphEncoder("gat", (model["hidden"],) * model["layers"], heads=model["heads"], **gat)
     decoder = GraphEncoder("gat", (in_dim,), heads=1, activate_last=False, **gat)
-    to_decoder = nn.Dense(model["hidden"], use_bias=False, **(dense_init("torch", model["hidden"]) if torch_init else {}))
-    return encoder, to_decoder, decoder
+    return encoder, encoder_to_decoder(model), decoder
+
+
+def encoder_to_decoder(model: dict) -> nn.Dense:
+    """The bias-free map from encoder to decoder hidden states, initialized as ``torch.nn.Linear``
+    with ``torch_init`` (the official code), else as flax's Dense."""
+    init = dense_init("torch", model["hidden"]) if model.get("torch_init", False) else {}
+    return nn.Dense(model["hidden"], use_bias=False, **init)
 
 
 def build(model: dict, sample) -> Method:

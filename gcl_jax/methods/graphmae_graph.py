@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from gcl_jax import augment, parallel
 from gcl_jax import graph as G
-from gcl_jax.methods.graphmae import masked_reconstruction
+from gcl_jax.methods.graphmae import encoder_to_decoder, masked_reconstruction
 from gcl_jax.nn import MLP, Activation, Norm, propagate, readout
 from gcl_jax.train import Method
 
@@ -62,6 +62,7 @@ DEFAULTS = {
         "alpha": 2.0,
         "pooling": "sum",
         "self_loops": True,
+        "torch_init": False,
     },
     "eval": {"protocol": "svm", "seeds": [0, 1, 2, 3, 4], "cs": [1e-3, 1e-2, 1e-1, 1.0, 10.0]},
 }
@@ -70,7 +71,8 @@ DEFAULTS = {
 class _GINLayer(nn.Module):
     """Local helper: GraphMAE's GIN layer (GIN-0 sum aggregation into a two-layer MLP whose hidden
     width, activation and norm are configurable; the shared ``GINConv`` fixes the MLP's hidden width
-    to its output width and its activation to ReLU). ``encoding`` adds the trailing norm + act."""
+    to its output width and its activation to ReLU). ``encoding`` adds the trailing norm + act;
+    ``initializer`` is the MLP's (``layers.dense_init``)."""
 
     hidden: int
     features: int
@@ -78,12 +80,13 @@ class _GINLayer(nn.Module):
     norm: str
     encoding: bool
     norm_axis_name: str | None = None
+    initializer: str = "glorot"
 
     @nn.compact
     def __call__(self, graph, x, *, train: bool, node_mask):
         h = x + propagate(graph, x)
         mlp = MLP((self.hidden, self.features), activation=self.activation, norm=self.norm,
-                  norm_axis_name=self.norm_axis_name)
+                  initializer=self.initializer, norm_axis_name=self.norm_axis_name)
         h = mlp(h, train=train, node_mask=node_mask)
         if self.encoding:
             h = Norm(self.norm, self.norm_axis_name)(h, train=train, node_mask=node_mask)
@@ -103,6 +106,7 @@ class GIN(nn.Module):
     dropout: float = 0.0
     encoding: bool = True
     norm_axis_name: str | None = None
+    initializer: str = "glorot"
 
     @nn.compact
     def __call__(self, graph, *, train: bool, node_mask=None):
@@ -111,18 +115,21 @@ class GIN(nn.Module):
             if self.dropout and train:
                 h = augment.dropout_by_slot(self.make_rng("dropout"), graph, h, self.dropout)
             layer = _GINLayer(self.hidden, width, self.activation, self.norm, self.encoding, self.norm_axis_name,
-                              name=f"gin_{i}")
+                              self.initializer, name=f"gin_{i}")
             h = layer(graph, h, train=train, node_mask=node_mask)
         return h
 
 
 def networks(model: dict, in_dim: int):
-    """``(encoder, to_decoder, decoder)`` as in the official ``PreModel`` with ``encoder=decoder=gin``."""
+    """``(encoder, to_decoder, decoder)`` as in the official ``PreModel`` with ``encoder=decoder=gin``.
+    ``torch_init`` initializes every Linear as ``torch.nn.Linear`` does, as the official code runs;
+    otherwise Glorot kernels, zero biases and flax's Dense for the map."""
+    torch_init = model.get("torch_init", False)
     common = dict(activation=model["activation"], norm=model["norm"], dropout=model["in_drop"],
-                  norm_axis_name=model.get("axis_name"))
+                  norm_axis_name=model.get("axis_name"), initializer="torch" if torch_init else "glorot")
     encoder = GIN(model["hidden"], (model["hidden"],) * model["layers"], encoding=True, **common)
     decoder = GIN(model["hidden"], (in_dim,), encoding=False, **common)
-    return encoder, nn.Dense(model["hidden"], use_bias=False), decoder
+    return encoder, encoder_to_decoder(model), decoder
 
 
 def _split(variables):
