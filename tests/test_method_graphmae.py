@@ -54,6 +54,26 @@ def test_node_embeddings(node_run):
     assert z.shape == (2708, 16) and np.all(np.isfinite(z))
 
 
+@pytest.mark.parametrize("variant", [graphmae, graphmae_graph])
+def test_torch_init_draws_the_official_scales(variant):
+    """``torch_init``: GAT kernels xavier-normal with gain sqrt(2) (node level), GIN Linears and
+    the encoder_to_decoder map within torch.nn.Linear's +-1/sqrt(fan_in) (graph level, both)."""
+    in_dim, hidden = 300, 64
+    model = merge(variant.DEFAULTS, {"model": {"hidden": hidden, "torch_init": True}})["model"]
+    encoder, to_decoder, _ = variant.networks(model, in_dim)
+    graph = G.pad(G.from_edge_index(np.array([[0, 1], [1, 0]]), node_features=np.ones((2, in_dim), np.float32)), 4, 4, 2)
+    variables = encoder.init(jax.random.key(0), graph, train=False)
+    kernels = [np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"])
+               if "kernel" in jax.tree_util.keystr(path)]
+    first = kernels[0]
+    if variant is graphmae:
+        np.testing.assert_allclose(first.std(), np.sqrt(2.0) * np.sqrt(2.0 / (in_dim + hidden)), rtol=0.05)
+    else:
+        assert first.shape[0] == in_dim and np.abs(first).max() <= in_dim ** -0.5 < 1.05 * np.abs(first).max()
+    mapped = np.asarray(to_decoder.init(jax.random.key(1), jnp.zeros((1, hidden)))["params"]["kernel"])
+    assert np.abs(mapped).max() <= hidden ** -0.5 < 1.1 * np.abs(mapped).max()
+
+
 def test_node_loss_is_sce_on_masked_nodes(node_run):
     model, graph, method, ts, _ = node_run
     encoder, to_decoder, decoder = graphmae.networks(model, graph.nodes.shape[-1])
