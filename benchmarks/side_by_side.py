@@ -57,8 +57,8 @@ PyTorch gets ``torch.set_num_threads(threads)`` (intra-op OpenMP pool), XLA's CP
 its intra-op (Eigen) pool from the CPUs it may run on, i.e. the same pinned set (with
 ``--threads 1`` also ``--xla_cpu_multi_thread_eigen=false``). Neither side is tuned: no
 ``torch.compile``, gcl-jax's configs as packaged (GRACE's loss blockwise, ``block_size="auto"``:
-256-tiles on the CPU, 4096 on a GPU). The two workers of a cell run one after the other, the order alternating between repeats; with
-``--repeats R`` the table shows the median over the R runs of each framework's s/epoch (the
+256-tiles on the CPU, 4096 on a GPU). The two workers of a cell run one after the other, the
+order alternating between repeats; with ``--repeats R`` the table shows the median over the R runs of each framework's s/epoch (the
 machine is shared, so look at the spread in the JSON too) and the mean accuracy over them.
 
 Threads on a shared machine: PyTorch's OpenMP threads spin-wait at the end of every parallel
@@ -92,8 +92,8 @@ while the workers run.
 
 Output: the table on stdout and ``--json`` (default ``benchmarks/side_by_side.json``) with every
 number, the per-run s/epoch and accuracies, the loss every ``loss_curve_every`` epochs, the
-resolved configs, the machine and the package versions. ``benchmarks/side_by_side-*.json`` are recorded runs (their
-``command`` and ``table`` fields say how each was made).
+resolved configs, the machine and the package versions. ``benchmarks/side_by_side-*.json`` are
+recorded runs (their ``command`` and ``table`` fields say how each was made).
 """
 
 from __future__ import annotations

@@ -100,9 +100,8 @@ def networks(model: dict, in_dim: int):
     official ``num_out_heads`` default 1). ``torch_init`` initializes them as the official PyTorch
     code does: GAT weights and attention vectors xavier-normal with gain sqrt(2) (its gat.py), the
     map as ``torch.nn.Linear``; otherwise PyG's GATConv initialization and flax's Dense."""
-    torch_init = model.get("torch_init", False)
     gat = dict(activation=model["activation"], dropout=model["in_drop"], attention_dropout=model["attn_drop"],
-               gat_initializer="xavier_normal_relu" if torch_init else "glorot")
+               gat_initializer="xavier_normal_relu" if model["torch_init"] else "glorot")
     encoder = GraphEncoder("gat", (model["hidden"],) * model["layers"], heads=model["heads"], **gat)
     decoder = GraphEncoder("gat", (in_dim,), heads=1, activate_last=False, **gat)
     return encoder, encoder_to_decoder(model), decoder
@@ -111,7 +110,7 @@ def networks(model: dict, in_dim: int):
 def encoder_to_decoder(model: dict) -> nn.Dense:
     """The bias-free map from encoder to decoder hidden states, initialized as ``torch.nn.Linear``
     with ``torch_init`` (the official code), else as flax's Dense."""
-    init = dense_init("torch", model["hidden"]) if model.get("torch_init", False) else {}
+    init = dense_init("torch", model["hidden"]) if model["torch_init"] else {}
     return nn.Dense(model["hidden"], use_bias=False, **init)
 
 

@@ -126,9 +126,8 @@ def networks(model: dict, in_dim: int):
     otherwise Glorot kernels, zero biases and flax's Dense for the map. Off by default: unlike the
     node level it moved nothing beyond seed noise (MUTAG 85.78 +- 2.27 vs 84.50 +- 1.23 over 5 seeds,
     IMDB-B 74.26 vs 74.37 +- 0.19; ``experiments/RESULTS.md``, tag torch-init)."""
-    torch_init = model.get("torch_init", False)
     common = dict(activation=model["activation"], norm=model["norm"], dropout=model["in_drop"],
-                  norm_axis_name=model.get("axis_name"), initializer="torch" if torch_init else "glorot")
+                  norm_axis_name=model.get("axis_name"), initializer="torch" if model["torch_init"] else "glorot")
     encoder = GIN(model["hidden"], (model["hidden"],) * model["layers"], encoding=True, **common)
     decoder = GIN(model["hidden"], (in_dim,), encoding=False, **common)
     return encoder, encoder_to_decoder(model), decoder
