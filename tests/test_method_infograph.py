@@ -78,3 +78,27 @@ def test_padding_nodes_never_change_the_loss(run):
     loss = jax.jit(method.loss)
     np.testing.assert_allclose(float(loss(ts.params, ts.state, None, bigger)[0]),
                                float(loss(ts.params, ts.state, None, batch)[0]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", [infograph, graphcl])
+def test_torch_init_draws_every_linear_within_torch_bound(variant):
+    """``torch_init``: the GIN MLPs and the heads (InfoGraph's FF, GraphCL's projector) draw kernel and
+    bias uniform in torch.nn.Linear's +-1/sqrt(fan_in); the default leaves every bias zero."""
+    batch = G.pad(G.batch(data.load("mutag").graphs[:4]), 128, 512, 5)
+    model = merge(variant.DEFAULTS["model"], {"hidden": 16, "layers": 2})
+
+    def linears(torch_init):
+        params = variant.build({**model, "torch_init": torch_init}, batch).init(jax.random.key(0), batch)[0]
+        found = {}
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+            name = jax.tree_util.keystr(path[:-1])
+            found.setdefault(name, {})[path[-1].key] = np.asarray(leaf)
+        return {name: d for name, d in found.items() if "kernel" in d}
+
+    torch_layers = linears(True)
+    assert {name.split("'")[1] for name in torch_layers} >= {"encoder", "local" if variant is infograph else "projector"}
+    for name, layer in torch_layers.items():
+        bound = layer["kernel"].shape[0] ** -0.5
+        assert np.abs(layer["kernel"]).max() <= bound and np.abs(layer["bias"]).max() <= bound, name
+        assert np.abs(layer["bias"]).max() > 0, name
+    assert not any(np.any(layer["bias"]) for layer in linears(False).values())

@@ -67,6 +67,7 @@ DEFAULTS = {
         "tau": 0.2,
         "self_loops": True,
         "block_size": 0,
+        "torch_init": False,  # True: every Linear as torch.nn.Linear initializes it (the official code's)
     },
     "eval": {"protocol": "svm", "seeds": [0, 1, 2, 3, 4]},
 }
@@ -74,13 +75,20 @@ DEFAULTS = {
 AUGMENTATIONS = ("identity", "drop_nodes", "subgraph", "drop_edges", "mask_nodes")
 
 
+def dense_initializer(model: dict) -> str:
+    """The Dense initialization ``model["torch_init"]`` selects: ``torch.nn.Linear``'s default, as
+    the official PyTorch code runs, or Glorot-uniform with zero bias (``layers.dense_init``)."""
+    return "torch" if model["torch_init"] else "glorot"
+
+
 def gin_encoder(model: dict) -> GraphEncoder:
     """InfoGraph / GraphCL's GIN: ``layers`` GIN-0 layers of width ``hidden``, ``BN(ReLU(.))`` after
     each, all layers' node states concatenated (``hidden * layers`` features); batch statistics
-    over all devices' nodes under ``model["axis_name"]``."""
+    over all devices' nodes under ``model["axis_name"]``; MLPs initialized per :func:`dense_initializer`."""
     return GraphEncoder(
         "gin", (model["hidden"],) * model["layers"], activation="relu", norm="batch",
         norm_after_activation=True, concat_layers=True, norm_axis_name=model.get("axis_name"),
+        gin_initializer=dense_initializer(model),
     )
 
 
@@ -126,7 +134,7 @@ def view_function(names, model: dict):
 def build(model: dict, sample) -> Method:
     encoder = gin_encoder(model)
     width = model["hidden"] * model["layers"]
-    projector = MLP((width, width), activation="relu")
+    projector = MLP((width, width), activation="relu", initializer=dense_initializer(model))
     views = (view_function(model["aug1"], model), view_function(model["aug2"], model))
     block_size = losses.tile_size(model["block_size"])
     axis_name = model.get("axis_name")  # set by the runner for multi-device training

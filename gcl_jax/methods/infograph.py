@@ -25,8 +25,9 @@ import jax
 
 from gcl_jax import graph as G
 from gcl_jax import losses, parallel
-from gcl_jax.methods.graphcl import gin_encoder
+from gcl_jax.methods.graphcl import dense_initializer, gin_encoder
 from gcl_jax.nn import MLP, readout
+from gcl_jax.nn.layers import dense_init
 from gcl_jax.train import Method
 
 LEVEL = "graph"
@@ -41,24 +42,28 @@ DEFAULTS = {
     "model": {
         "hidden": 32,
         "layers": 5,
+        "torch_init": False,  # True: every Linear as torch.nn.Linear initializes it (the official code's)
     },
     "eval": {"protocol": "svm", "seeds": [0, 1, 2, 3, 4]},
 }
 
 
 class FF(nn.Module):
-    """InfoGraph's discriminator head: ``MLP(ReLU x3)(x) + Linear(x)``, width preserved."""
+    """InfoGraph's discriminator head: ``MLP(ReLU x3)(x) + Linear(x)``, width preserved; Dense
+    layers initialized as ``initializer`` names (``layers.dense_init``)."""
+
+    initializer: str = "glorot"
 
     @nn.compact
     def __call__(self, x):
         width = x.shape[-1]
-        block = MLP((width,) * 3, activation="relu", activate_last=True, name="block")(x)
-        return block + nn.Dense(width, kernel_init=nn.initializers.glorot_uniform(), name="shortcut")(x)
+        block = MLP((width,) * 3, activation="relu", activate_last=True, initializer=self.initializer, name="block")(x)
+        return block + nn.Dense(width, **dense_init(self.initializer, width), name="shortcut")(x)
 
 
 def build(model: dict, sample) -> Method:
     encoder = gin_encoder(model)
-    local_head, global_head = FF(), FF()
+    local_head, global_head = FF(dense_initializer(model)), FF(dense_initializer(model))
     axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
     def representations(params, state, batch, train: bool):

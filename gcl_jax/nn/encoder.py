@@ -27,7 +27,8 @@ class GraphEncoder(nn.Module):
       ``norm_axis_name`` (inside ``shard_map``) takes training-mode batch statistics over the rows
       of all devices on that mesh axis (graph-level data parallelism, see ``layers.Norm``).
     - ``dropout``: on each layer's input (Kipf & Welling, GAT); rng stream ``"dropout"``.
-    - ``gat_initializer``: the GAT layers' initialization (``layers.GAT_INITS``).
+    - ``gat_initializer``: the GAT layers' initialization (``layers.GAT_INITS``);
+      ``gin_initializer``: the GIN layers' MLPs' (``layers.DENSE_INITS``).
     - ``residual``: add the block input (projected by a bias-free Dense when widths differ).
     - ``concat_layers``: return all layers' outputs concatenated (InfoGraph, GraphCL).
 
@@ -50,6 +51,7 @@ class GraphEncoder(nn.Module):
     gat_concat: bool = True
     attention_dropout: float = 0.0
     gat_initializer: str = "glorot"
+    gin_initializer: str = "glorot"
     learn_eps: bool = False
     norm_axis_name: str | None = None
 
@@ -64,7 +66,8 @@ class GraphEncoder(nn.Module):
             return GATConv(per_head, self.heads, self.gat_concat, attention_dropout=self.attention_dropout,
                            initializer=self.gat_initializer, name=name)
         if self.layer == "gin":
-            return GINConv(width, learn_eps=self.learn_eps, norm_axis_name=self.norm_axis_name, name=name)
+            return GINConv(width, learn_eps=self.learn_eps, norm_axis_name=self.norm_axis_name,
+                           initializer=self.gin_initializer, name=name)
         if self.layer == "sage":
             return SAGEConv(width, name=name)
         if self.layer == "mlp":

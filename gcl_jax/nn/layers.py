@@ -287,7 +287,8 @@ class GINConv(nn.Module):
 
     ``learn_eps=False`` is GIN-0 as GraphCL / InfoGraph / GraphMAE use it; ``True`` makes eps a
     parameter (initialized at ``eps``). The MLP has ``mlp_layers`` Dense layers of ``features``
-    with ReLU (and ``mlp_norm``, over all devices on ``norm_axis_name`` if given) between them.
+    with ReLU (and ``mlp_norm``, over all devices on ``norm_axis_name`` if given) between them,
+    initialized as ``initializer`` names (:func:`dense_init`).
     """
 
     features: int
@@ -296,6 +297,7 @@ class GINConv(nn.Module):
     learn_eps: bool = False
     mlp_norm: str = "none"
     norm_axis_name: str | None = None
+    initializer: str = "glorot"
 
     @nn.compact
     def __call__(
@@ -304,7 +306,7 @@ class GINConv(nn.Module):
         eps = self.param("eps", nn.initializers.constant(self.eps), ()) if self.learn_eps else self.eps
         h = (1.0 + eps) * x + propagate(graph, x)
         mlp = MLP((self.features,) * self.mlp_layers, activation="relu", norm=self.mlp_norm,
-                  norm_axis_name=self.norm_axis_name)
+                  initializer=self.initializer, norm_axis_name=self.norm_axis_name)
         return mlp(h, train=train, node_mask=node_mask)
 
 
