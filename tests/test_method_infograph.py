@@ -10,7 +10,7 @@ from gcl_jax import data, train
 from gcl_jax import graph as G
 from gcl_jax.config import merge
 from gcl_jax.methods import graphcl, infograph
-from gcl_jax.nn import readout
+from gcl_jax.nn import ShortcutMLP, readout
 from helpers import train_steps
 
 STEPS = 20
@@ -54,8 +54,8 @@ def test_loss_matches_official_jsd_by_hand(run):
         h, _ = encoder.apply({"params": p["encoder"], "batch_stats": s["encoder"]}, batch, train=True,
                              node_mask=real, mutable=["batch_stats"])
         y = readout(batch, h, "sum", padded=True)
-        local = infograph.FF().apply(p["local"], h)
-        global_ = infograph.FF().apply(p["global"], y)
+        head = ShortcutMLP(h.shape[-1], "relu")
+        local, global_ = head.apply(p["local"], h), head.apply(p["global"], y)
         return method.loss(p, s, None, batch)[0], local, global_, real
 
     loss, local, global_, real = parts(batch)

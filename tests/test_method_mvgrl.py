@@ -148,3 +148,23 @@ def test_graph_level_trains_and_embeds(mutag_batch):
     z = np.asarray(jax.jit(method.embed)(ts.params, ts.state, views))
     assert z.shape == (views[0].n_node.shape[0], 16) and np.all(np.isfinite(z))
     assert not z[-1].any()  # the padding graph's row
+
+
+def test_graph_level_head_init_names_the_heads_initialization(mutag_batch):
+    """``head_init = "torch"``: every head Linear's kernel and bias uniform in +-1/sqrt(fan_in), as the
+    official torch.nn.Linear heads; ``"glorot"``: zero biases."""
+    _, views = mutag_batch
+    model = {**mvgrl_graph.DEFAULTS["model"], "hidden": 16, "layers": 2}
+    for kind in ("torch", "glorot"):
+        params, _ = mvgrl_graph.build({**model, "head_init": kind}, views).init(jax.random.key(0), views)
+        for head in ("node_head", "graph_head"):
+            is_dense = lambda d: isinstance(d, dict) and "kernel" in d
+            dense = [d for d in jax.tree_util.tree_leaves(params[head]["params"], is_leaf=is_dense) if is_dense(d)]
+            assert len(dense) == 4  # three block layers and the shortcut
+            for layer in dense:
+                kernel, bias = np.asarray(layer["kernel"]), np.asarray(layer["bias"])
+                if kind == "torch":
+                    bound = kernel.shape[0] ** -0.5
+                    assert np.abs(kernel).max() <= bound and 0 < np.abs(bias).max() <= bound
+                else:
+                    assert not bias.any()

@@ -192,6 +192,15 @@ def test_mlp_matches_formula():
     np.testing.assert_allclose(apply(variables, x), numpy_mlp(x, params, ["Dense_0", "Dense_1"]), rtol=1e-5, atol=1e-6)
 
 
+def test_shortcut_mlp_matches_formula():
+    """``MLP(x)`` with ReLU after every layer, plus ``Dense(x)`` (InfoGraph's FF, MVGRL's heads)."""
+    x = np.random.default_rng(2).normal(size=(5, 3)).astype(np.float32)
+    variables, apply = jitted(gnn.ShortcutMLP(4, "relu", depth=2), x)
+    p = jax.tree_util.tree_map(np.asarray, variables["params"])
+    expected = numpy_mlp(x, p["block"], ["Dense_0", "Dense_1"], final_act=True) + numpy_mlp(x, p, ["shortcut"])
+    np.testing.assert_allclose(apply(variables, x), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_mlp_torch_initializer_draws_kernel_and_bias_within_torch_linear_bound():
     """torch.nn.Linear's default: kernel and bias uniform in +-1/sqrt(fan_in) (GRACE's head)."""
     x = np.zeros((2, 400), np.float32)

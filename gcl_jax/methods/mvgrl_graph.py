@@ -8,9 +8,11 @@ graph content, so each graph is diffused once per run). As in the official ``gra
 (github.com/kavehhassani/mvgrl) each view has its own stack of ``layers`` GCN layers (512, PReLU)
 aggregating with those weights as given; a graph's view embedding is the concatenation over
 layers of the sum readout; node embeddings are the last layer's. Two projection heads shared by
-the views (3 x [Dense, PReLU] plus a linear shortcut): one for nodes, one for graphs. The loss
-is the cross-view local-global JSD, ``losses.local_global_jsd(nodes_1, graphs_2) +
-local_global_jsd(nodes_2, graphs_1)`` (the official one plus the constant ``4 log 2``).
+the views (``nn.ShortcutMLP``: 3 x [Dense, PReLU] plus a linear shortcut; ``head_init`` names their
+initialization; the official torch.nn.Linear one scored 85.48 on MUTAG against Glorot's 84.76,
+3 seeds each, so Glorot stays the default): one for nodes, one for graphs. The loss is the cross-view local-global JSD,
+``losses.local_global_jsd(nodes_1, graphs_2) + local_global_jsd(nodes_2, graphs_1)`` (the official
+one plus the constant ``4 log 2``).
 Embeddings: ``graphs_1 + graphs_2`` after the head (official ``embed``).
 
 The official encoder is a GCN (dense ``bmm`` with the normalized matrices), not GIN, so GCN is
@@ -28,7 +30,6 @@ them, the JSD means counted over all devices.
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import jraph
@@ -37,7 +38,7 @@ import numpy as np
 from gcl_jax import augment, losses, parallel
 from gcl_jax import graph as G
 from gcl_jax.methods.mvgrl import WeightedGCN
-from gcl_jax.nn import MLP, readout
+from gcl_jax.nn import ShortcutMLP, readout
 from gcl_jax.train import Method
 
 LEVEL = "graph"
@@ -56,6 +57,7 @@ DEFAULTS = {
         "hidden": 512,
         "layers": 4,
         "activation": "prelu",
+        "head_init": "glorot",  # "torch": the heads' Linears as torch.nn.Linear initializes them (the official code's)
     },
     "eval": {"protocol": "svm", "kernel": "linear", "seeds": [0, 1, 2, 3, 4]},
 }
@@ -81,22 +83,11 @@ def prepare_batch(batch: G.GraphsTuple) -> tuple[G.GraphsTuple, G.GraphsTuple]:
     return adj, diff._replace(nodes=adj.nodes)
 
 
-class Head(nn.Module):
-    """MVGRL's projection head: three ``Dense -> PReLU`` plus a linear shortcut of the input."""
-
-    width: int
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        deep = MLP((self.width,) * 3, activation="prelu", activate_last=True, name="ffn")(x)
-        return deep + nn.Dense(self.width, name="shortcut")(x)
-
-
 def build(model: dict, sample) -> Method:
     widths = (model["hidden"],) * model["layers"]
     enc_adj = WeightedGCN(widths, model["activation"])
     enc_diff = WeightedGCN(widths, model["activation"])
-    node_head, graph_head = Head(model["hidden"]), Head(model["hidden"])
+    node_head, graph_head = (ShortcutMLP(model["hidden"], "prelu", initializer=model["head_init"]) for _ in range(2))
     axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
     def encode(params, enc, name, view, owned=None):

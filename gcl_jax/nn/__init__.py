@@ -13,6 +13,7 @@ from gcl_jax.nn.layers import (
     GINConv,
     Norm,
     SAGEConv,
+    ShortcutMLP,
 )
 from gcl_jax.nn.ops import cast_floating, edge_sum, propagate, segment_reduce, segment_softmax
 from gcl_jax.nn.readout import READOUTS, AttentionReadout, readout
@@ -31,6 +32,7 @@ __all__ = [
     "GraphEncoder",
     "Norm",
     "SAGEConv",
+    "ShortcutMLP",
     "bounds",
     "cast_floating",
     "edge_sum",

@@ -282,6 +282,22 @@ class GATConv(nn.Module):
         return out
 
 
+class ShortcutMLP(nn.Module):
+    """``MLP(x) + Dense(x)``: ``depth`` Dense layers of ``width`` with ``activation`` after every one,
+    plus a linear shortcut of the input; InfoGraph's ``FF`` heads (ReLU) and MVGRL's projection heads
+    (PReLU). ``initializer`` names every Dense's initialization (:func:`dense_init`)."""
+
+    width: int
+    activation: str = "relu"
+    depth: int = 3
+    initializer: str = "glorot"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        deep = MLP((self.width,) * self.depth, activation=self.activation, activate_last=True,
+                   initializer=self.initializer, name="block")(x)
+        return deep + nn.Dense(self.width, **dense_init(self.initializer, x.shape[-1]), name="shortcut")(x)
+
 class GINConv(nn.Module):
     """GIN layer (Xu et al. 2019): ``MLP((1 + eps) x_i + sum_j w_ij x_j)``.
 
