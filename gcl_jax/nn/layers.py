@@ -298,6 +298,7 @@ class ShortcutMLP(nn.Module):
                    initializer=self.initializer, name="block")(x)
         return deep + nn.Dense(self.width, **dense_init(self.initializer, x.shape[-1]), name="shortcut")(x)
 
+
 class GINConv(nn.Module):
     """GIN layer (Xu et al. 2019): ``MLP((1 + eps) x_i + sum_j w_ij x_j)``.
 
