@@ -58,8 +58,9 @@ its intra-op (Eigen) pool from the CPUs it may run on, i.e. the same pinned set 
 ``--threads 1`` also ``--xla_cpu_multi_thread_eigen=false``). Neither side is tuned: no
 ``torch.compile``, gcl-jax's configs as packaged (GRACE's loss blockwise, ``block_size="auto"``:
 256-tiles on the CPU, 4096 on a GPU). The two workers of a cell run one after the other, the
-order alternating between repeats; with ``--repeats R`` the table shows the median over the R runs of each framework's s/epoch (the
-machine is shared, so look at the spread in the JSON too) and the mean accuracy over them.
+order alternating between repeats; with ``--repeats R`` the table shows the median over the R runs
+of each framework's s/epoch (the machine is shared, so look at the spread in the JSON too) and the
+mean accuracy over them.
 
 Threads on a shared machine: PyTorch's OpenMP threads spin-wait at the end of every parallel
 region. When other processes occupy the cores, one of the ``--threads`` threads is often

@@ -1,4 +1,5 @@
-"""Shared test helpers: the embedded Cora as a training graph and a short in-memory training loop."""
+"""Shared test helpers: the embedded Cora as a training graph, a short in-memory training loop,
+and the Dense layers of a parameter tree."""
 
 import jax
 import numpy as np
@@ -27,3 +28,12 @@ def assert_loss_decreases(history, margin: float):
     history = np.asarray(history)
     assert np.isfinite(history).all()
     assert history[-5:].mean() < history[:3].mean() - margin
+
+
+def dense_layers(params) -> dict[str, dict[str, np.ndarray]]:
+    """Every Dense layer of a flax parameter tree: its path (``jax.tree_util.keystr``) -> its
+    ``kernel`` and ``bias`` (when it has one) as numpy arrays."""
+    found = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        found.setdefault(jax.tree_util.keystr(path[:-1]), {})[path[-1].key] = np.asarray(leaf)
+    return {name: layer for name, layer in found.items() if "kernel" in layer}

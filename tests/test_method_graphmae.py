@@ -11,7 +11,7 @@ from gcl_jax import augment, data, train
 from gcl_jax import graph as G
 from gcl_jax.config import merge
 from gcl_jax.methods import graphmae, graphmae_graph
-from helpers import train_steps
+from helpers import dense_layers, train_steps
 
 STEPS = 20
 
@@ -63,8 +63,7 @@ def test_torch_init_draws_the_official_scales(variant):
     encoder, to_decoder, _ = variant.networks(model, in_dim)
     graph = G.pad(G.from_edge_index(np.array([[0, 1], [1, 0]]), node_features=np.ones((2, in_dim), np.float32)), 4, 4, 2)
     variables = encoder.init(jax.random.key(0), graph, train=False)
-    kernels = [np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"])
-               if "kernel" in jax.tree_util.keystr(path)]
+    kernels = [layer["kernel"] for layer in dense_layers(variables["params"]).values()]
     first = kernels[0]
     if variant is graphmae:
         np.testing.assert_allclose(first.std(), np.sqrt(2.0) * np.sqrt(2.0 / (in_dim + hidden)), rtol=0.05)

@@ -11,7 +11,7 @@ from gcl_jax import graph as G
 from gcl_jax.config import merge
 from gcl_jax.methods import graphcl, infograph
 from gcl_jax.nn import ShortcutMLP, readout
-from helpers import train_steps
+from helpers import dense_layers, train_steps
 
 STEPS = 20
 MODEL = merge(infograph.DEFAULTS["model"], {"hidden": 16, "layers": 3})
@@ -88,12 +88,7 @@ def test_torch_init_draws_every_linear_within_torch_bound(variant):
     model = merge(variant.DEFAULTS["model"], {"hidden": 16, "layers": 2})
 
     def linears(torch_init):
-        params = variant.build({**model, "torch_init": torch_init}, batch).init(jax.random.key(0), batch)[0]
-        found = {}
-        for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-            name = jax.tree_util.keystr(path[:-1])
-            found.setdefault(name, {})[path[-1].key] = np.asarray(leaf)
-        return {name: d for name, d in found.items() if "kernel" in d}
+        return dense_layers(variant.build({**model, "torch_init": torch_init}, batch).init(jax.random.key(0), batch)[0])
 
     torch_layers = linears(True)
     assert {name.split("'")[1] for name in torch_layers} >= {"encoder", "local" if variant is infograph else "projector"}

@@ -13,6 +13,7 @@ import pytest
 from gcl_jax import data, train
 from gcl_jax import graph as G
 from gcl_jax.methods import mvgrl, mvgrl_graph
+from helpers import dense_layers
 
 ALPHA = 0.2
 
@@ -158,10 +159,9 @@ def test_graph_level_head_init_names_the_heads_initialization(mutag_batch):
     for kind in ("torch", "glorot"):
         params, _ = mvgrl_graph.build({**model, "head_init": kind}, views).init(jax.random.key(0), views)
         for head in ("node_head", "graph_head"):
-            is_dense = lambda d: isinstance(d, dict) and "kernel" in d
-            dense = [d for d in jax.tree_util.tree_leaves(params[head]["params"], is_leaf=is_dense) if is_dense(d)]
+            dense = dense_layers(params[head])
             assert len(dense) == 4  # three block layers and the shortcut
-            for layer in dense:
+            for layer in dense.values():
                 kernel, bias = np.asarray(layer["kernel"]), np.asarray(layer["bias"])
                 if kind == "torch":
                     bound = kernel.shape[0] ** -0.5

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 
 from gcl_jax import augment, parallel
 from gcl_jax import graph as G
+from gcl_jax.methods.graphcl import dense_initializer
 from gcl_jax.methods.graphmae import encoder_to_decoder, masked_reconstruction
 from gcl_jax.nn import MLP, Activation, Norm, propagate, readout
 from gcl_jax.train import Method
@@ -129,7 +130,7 @@ def networks(model: dict, in_dim: int):
     Glorot: the default follows the official code; the difference is within seed noise
     (``benchmarks/graphmae_graph_reference.py``)."""
     common = dict(activation=model["activation"], norm=model["norm"], dropout=model["in_drop"],
-                  norm_axis_name=model.get("axis_name"), initializer="torch" if model["torch_init"] else "glorot")
+                  norm_axis_name=model.get("axis_name"), initializer=dense_initializer(model))
     encoder = GIN(model["hidden"], (model["hidden"],) * model["layers"], encoding=True, **common)
     decoder = GIN(model["hidden"], (in_dim,), encoding=False, **common)
     return encoder, encoder_to_decoder(model), decoder
