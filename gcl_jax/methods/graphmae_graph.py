@@ -127,8 +127,8 @@ def networks(model: dict, in_dim: int):
     official code runs; ``false`` gives Glorot kernels, zero biases and flax's Dense for the map.
     On MUTAG over 20 seeds (official SVM protocol, fold seed 0) a PyTorch re-implementation of the
     official model scores 85.8 +- 2.1, this one 86.1 +- 1.9 with torch_init and 85.7 +- 1.8 with
-    Glorot: the default follows the official code; the difference is within seed noise
-    (``benchmarks/graphmae_graph_reference.py``)."""
+    Glorot (the PyTorch one with Glorot: 86.7 +- 2.2): the default follows the official code; the
+    difference is within seed noise (``benchmarks/graphmae_graph_reference-mutag*.json``)."""
     common = dict(activation=model["activation"], norm=model["norm"], dropout=model["in_drop"],
                   norm_axis_name=model.get("axis_name"), initializer=dense_initializer(model))
     encoder = GIN(model["hidden"], (model["hidden"],) * model["layers"], encoding=True, **common)
