@@ -47,6 +47,7 @@ AUGS = {
         [partial(A.drop_nodes, p=0.3, padded=True), partial(A.mask_features, p=0.3, padded=True)], per_graph=True
     ),
     "compose": A.compose(partial(A.drop_edges, p=0.3), partial(A.mask_features, p=0.3, padded=True)),
+    "drop_edges_mask_features": partial(A.drop_edges_mask_features, edge_p=0.3, feature_p=0.3, padded=True),
 }
 TRACES = {name: 0 for name in AUGS}
 
@@ -112,6 +113,14 @@ def test_drop_rates_match_requested_probability():
     edge_rate, column_rate, same_columns, entry_rate, node_rate = rates(KEY, big_graph())
     assert abs(edge_rate - p) < 0.02 and abs(entry_rate - p) < 0.01 and abs(node_rate - p) < 0.03
     assert same_columns and abs(column_rate - p) < 0.05  # GRACE: the same columns for all nodes
+
+
+def test_grace_view_drops_edges_and_columns_at_their_own_rates():
+    view = jax.jit(lambda k, g: A.views(partial(A.drop_edges_mask_features, edge_p=0.2, feature_p=0.5), k, g, 16))
+    out = view(KEY, big_graph())
+    edge_rate = 1 - np.mean(np.asarray(out.edges) != 0)
+    column_rate = np.mean(np.asarray(out.nodes)[:, 0] == 0)
+    assert abs(edge_rate - 0.2) < 0.02 and abs(column_rate - 0.5) < 0.05
 
 
 def test_drop_edges_per_edge_probabilities():

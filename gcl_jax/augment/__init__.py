@@ -6,6 +6,7 @@ from gcl_jax.augment.adaptive import CENTRALITIES, gca_edge_weights, gca_feature
 from gcl_jax.augment.basic import (
     add_edges,
     drop_edges,
+    drop_edges_mask_features,
     drop_nodes,
     dropout_features,
     graph_keys,
@@ -38,6 +39,7 @@ __all__ = [
     "detect_communities",
     "diffusion",
     "drop_edges",
+    "drop_edges_mask_features",
     "drop_nodes",
     "dropout_by_slot",
     "dropout_features",

@@ -59,6 +59,13 @@ def drop_edges(key: jax.Array, graph: G.GraphsTuple, p, *, per_graph: bool = Fal
     return G.mask_edges(graph, drawn >= p)
 
 
+def drop_edges_mask_features(key: jax.Array, graph: G.GraphsTuple, edge_p, feature_p, *, padded: bool = False):
+    """GRACE's view, used by every method that augments this way: ``drop_edges`` with ``edge_p``,
+    then ``mask_features`` with ``feature_p``, each with its own half of ``key``."""
+    k_edge, k_feat = jax.random.split(key)
+    return mask_features(k_feat, drop_edges(k_edge, graph, edge_p), feature_p, padded=padded)
+
+
 def add_edges(key: jax.Array, graph: G.GraphsTuple, num_new: int, *, padded: bool = False) -> G.GraphsTuple:
     """Append ``num_new`` (static) edges of weight 1 between random real nodes of the same graph.
 

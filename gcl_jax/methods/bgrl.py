@@ -73,9 +73,7 @@ def build(model: dict, sample) -> Method:
     total_steps = int(model["total_steps"])
 
     def view(key, graph, index):
-        k_edge, k_feat = jax.random.split(key)
-        dropped = augment.drop_edges(k_edge, graph, model["drop_edge"][index])
-        return augment.mask_features(k_feat, dropped, model["drop_feature"][index])
+        return augment.drop_edges_mask_features(key, graph, model["drop_edge"][index], model["drop_feature"][index])
 
     def init(key, batch):
         graph, _ = parallel.local_graph(batch)

@@ -58,9 +58,7 @@ def build(model: dict, sample) -> Method:
     axis_name = model.get("axis_name")  # set by the runner for multi-device training
 
     def view(key, graph):
-        k_edge, k_feat = jax.random.split(key)
-        dropped = augment.drop_edges(k_edge, graph, model["drop_edge"])
-        return augment.mask_features(k_feat, dropped, model["drop_feature"])
+        return augment.drop_edges_mask_features(key, graph, model["drop_edge"], model["drop_feature"])
 
     def init(key, batch):
         graph, _ = parallel.local_graph(batch)

@@ -111,9 +111,7 @@ def build_with_drop_rates(model: dict, edge_p, feature_p, schedule=None) -> Meth
         raise ValueError("model.pot_kappa: POT bounds a two-layer GCN on one device (model.layers = 2, no --devices)")
 
     def view(key, graph, index):
-        k_edge, k_feat = jax.random.split(key)
-        dropped = augment.drop_edges(k_edge, graph, edge_p[index])
-        return augment.mask_features(k_feat, dropped, feature_p[index])
+        return augment.drop_edges_mask_features(key, graph, edge_p[index], feature_p[index])
 
     def init(key, batch):
         graph, _ = parallel.local_graph(batch)

@@ -152,9 +152,10 @@ def build(model: dict, sample: SubgraphTextBatch) -> Method:
         return z[pick], text[pick]
 
     def loss(params, state, key, batch):
-        k_edge, k_feat, k_act, k_pick = jax.random.split(key, 4)
-        view = augment.drop_edges(k_edge, batch.graph, model["drop_edge"])
-        view = augment.mask_features(k_feat, view, model["drop_feature"], padded=True)
+        k_view, k_act, k_pick = jax.random.split(key, 3)
+        view = augment.drop_edges_mask_features(
+            k_view, batch.graph, model["drop_edge"], model["drop_feature"], padded=True
+        )
         chosen = pairs(k_pick, project(params, view, True, k_act), batch.text)
         (z, valid), (text, _) = (parallel.local_rows(x, axis_name) for x in chosen)
         scale = jnp.minimum(params["logit_scale"], model["max_logit_scale"])
