@@ -16,7 +16,7 @@ from helpers import assert_loss_decreases, train_steps
 
 from gcl_jax import data, losses, methods, runner, train
 from gcl_jax.data import hetero as hetero_data
-from gcl_jax.methods import adameow, meow
+from gcl_jax.methods import adameow, heco, meow
 
 DATA = os.environ.get("GCL_JAX_DATA")
 
@@ -167,6 +167,28 @@ def test_negative_weigher_by_hand():
     np.testing.assert_allclose(np.asarray(jax.jit(weigher.apply)(params, f, c)), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_torch_init_follows_torch_linear_default():
+    """``torch_init``: every input layer (features or one-hot ids), context map, the projection and
+    both weigher layers start uniform in +-1/sqrt(fan_in), biases included; HeCo's input layer
+    keeps its Xavier-normal kernel and zero bias."""
+    rng = np.random.default_rng(3)
+    x = rng.random((6, 40)).astype(np.float32)
+    for data_in, fan_in in ((x, 40), (np.arange(50, dtype=np.int32), 50)):
+        params = heco.TypeInput(8, initializer="torch").init(jax.random.PRNGKey(0), data_in)["params"]
+        leaves = jax.tree_util.tree_leaves(params)
+        assert len(leaves) == 2  # kernel (or embedding) and bias
+        for leaf in leaves:
+            leaf = np.asarray(leaf)
+            assert np.abs(leaf).max() <= fan_in ** -0.5 and np.abs(leaf).max() > 0.8 * fan_in ** -0.5
+    heco_params = heco.TypeInput(8).init(jax.random.PRNGKey(0), x)["params"]["Dense_0"]
+    assert not np.asarray(heco_params["bias"]).any() and np.abs(np.asarray(heco_params["kernel"])).max() > 40 ** -0.5
+
+    f = rng.normal(size=(5, 64)).astype(np.float32)
+    p = adameow.NegativeWeigher(16, torch_init=True).init(jax.random.PRNGKey(1), f, f)["params"]
+    for leaf, fan_in in ((p["Dense_0"]["kernel"], 64), (p["bias"], 64), (p["Dense_1"]["kernel"], 16), (p["Dense_1"]["bias"], 16)):
+        assert 0 < np.abs(np.asarray(leaf)).max() <= fan_in ** -0.5
+
+
 # ----------------------------------------------------------------------------- MEOW's ACM
 
 SUBSET = 300
@@ -222,6 +244,12 @@ def test_batch_layout_and_view_shapes(acm):
     fine_params = {"params": {k: v for k, v in ts.params["encoder"]["params"].items() if k != "project"}}
     assert set(fine_params["params"]) == {"inputs_target", "inputs_a", "inputs_s", "context_maps_pap_pa",
                                           "context_maps_psp_ps", "gcn", "attention"}
+    torch_params = meow.MEOWEncoder(64, tuple(batch["features"]), ("pap", "psp"), torch_init=True).init(
+        jax.random.PRNGKey(0), *args)["params"]
+    for name in ("inputs_target", "inputs_a", "inputs_s", "context_maps_pap_pa", "context_maps_psp_ps", "project"):
+        leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(torch_params[name])]
+        fan_in = next(leaf.shape[0] for leaf in leaves if leaf.ndim == 2)  # kernel [in, out], ids: [N, out]
+        assert all(0 < np.abs(leaf).max() <= fan_in ** -0.5 for leaf in leaves), name
     with pytest.raises(ValueError, match="model.top_k"):
         meow.dataset_batch(small, {**cfg, "model": {**cfg["model"], "top_k": {"pap": 5}}})
     with pytest.raises(ValueError, match="model.path_counts"):

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from gcl_jax import losses
 from gcl_jax.methods import meow
+from gcl_jax.nn.layers import dense_init
 from gcl_jax.train import Method
 
 LEVEL = "node"
@@ -47,21 +48,29 @@ dataset_batch = meow.dataset_batch
 
 
 class NegativeWeigher(nn.Module):
-    """``W_ij = sigmoid(w2 . tanh(W1 (anchor_i + candidate_j) + b1) + b2)``, ``[N, N]``."""
+    """``W_ij = sigmoid(w2 . tanh(W1 (anchor_i + candidate_j) + b1) + b2)``, ``[N, N]``; with
+    ``torch_init`` both layers start as ``torch.nn.Linear``'s default, else flax's (zero biases)."""
 
     hidden: int = 16
+    torch_init: bool = False
+
+    def inits(self, fan_in: int) -> dict:
+        if self.torch_init:
+            return dense_init("torch", fan_in)
+        return {"kernel_init": nn.linear.default_kernel_init, "bias_init": nn.initializers.zeros}
 
     @nn.compact
     def __call__(self, anchor: jax.Array, candidates: jax.Array) -> jax.Array:
-        first = nn.Dense(self.hidden, use_bias=False)
-        bias = self.param("bias", nn.initializers.zeros, (self.hidden,))
+        first_inits = self.inits(anchor.shape[-1])
+        first = nn.Dense(self.hidden, use_bias=False, kernel_init=first_inits["kernel_init"])
+        bias = self.param("bias", first_inits["bias_init"], (self.hidden,))
         pairwise = jnp.tanh(first(anchor)[:, None, :] + first(candidates)[None, :, :] + bias)
-        return jax.nn.sigmoid(nn.Dense(1)(pairwise)[..., 0])
+        return jax.nn.sigmoid(nn.Dense(1, **self.inits(self.hidden))(pairwise)[..., 0])
 
 
 def build(model: dict, sample) -> Method:
     """AdaMEOW on a :func:`gcl_jax.methods.meow.dataset_batch` batch."""
-    weigher = NegativeWeigher(int(model["weigher_hidden"]))
+    weigher = NegativeWeigher(int(model["weigher_hidden"]), bool(model["torch_init"]))
 
     def init_contrast(key, coarse, fine):
         return weigher.init(key, fine, coarse)

@@ -38,6 +38,7 @@ import scipy.sparse as sp
 from gcl_jax import graph as G
 from gcl_jax import losses
 from gcl_jax.nn import MLP, Activation, propagate
+from gcl_jax.nn.layers import dense_init
 from gcl_jax.train import Method
 
 LEVEL = "node"
@@ -191,17 +192,25 @@ class MetapathGCN(nn.Module):
 
 
 class TypeInput(nn.Module):
-    """A node type's input layer ``ELU(dropout(x W + b))``; ids ``[N]`` (one-hot) look up rows."""
+    """A node type's input layer ``ELU(dropout(x W + b))``; ids ``[N]`` (one-hot) look up rows.
+
+    ``initializer``: ``"heco"`` (HeCo's Xavier-normal kernel, zero bias; no bias on ids) or
+    ``"torch"`` (``torch.nn.Linear``'s default kernel and bias, as MEOW's code leaves them)."""
 
     features: int
     dropout: float = 0.0
+    initializer: str = "heco"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        fan_in = x.shape[0] if x.ndim == 1 else x.shape[-1]
+        inits = dense_init("torch", fan_in) if self.initializer == "torch" else {"kernel_init": heco_init}
         if x.ndim == 1:
-            h = nn.Embed(x.shape[0], self.features, embedding_init=heco_init)(x)
+            h = nn.Embed(fan_in, self.features, embedding_init=inits["kernel_init"])(x)
+            if "bias_init" in inits:
+                h = h + self.param("bias", inits["bias_init"], (self.features,))
         else:
-            h = nn.Dense(self.features, kernel_init=heco_init)(x)
+            h = nn.Dense(self.features, **inits)(x)
         return nn.elu(nn.Dropout(self.dropout)(h, deterministic=not train))
 
 
