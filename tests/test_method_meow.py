@@ -160,8 +160,8 @@ def test_negative_weigher_by_hand():
     weigher = adameow.NegativeWeigher(3)
     params = jax.jit(weigher.init)(jax.random.PRNGKey(1), f, c)
     p = params["params"]
-    w1, b1 = np.asarray(p["Dense_0"]["kernel"]), np.asarray(p["bias"])
-    w2, b2 = np.asarray(p["Dense_1"]["kernel"])[:, 0], float(p["Dense_1"]["bias"][0])
+    w1, b1 = np.asarray(p["kernel_1"]), np.asarray(p["bias_1"])
+    w2, b2 = np.asarray(p["kernel_2"])[:, 0], float(p["bias_2"][0])
     expected = np.array([[1 / (1 + np.exp(-(np.tanh((f[i] + c[j]) @ w1 + b1) @ w2 + b2))) for j in range(4)]
                          for i in range(4)])
     np.testing.assert_allclose(np.asarray(jax.jit(weigher.apply)(params, f, c)), expected, rtol=1e-5, atol=1e-6)
@@ -185,7 +185,7 @@ def test_torch_init_follows_torch_linear_default():
 
     f = rng.normal(size=(5, 64)).astype(np.float32)
     p = adameow.NegativeWeigher(16, torch_init=True).init(jax.random.PRNGKey(1), f, f)["params"]
-    for leaf, fan_in in ((p["Dense_0"]["kernel"], 64), (p["bias"], 64), (p["Dense_1"]["kernel"], 16), (p["Dense_1"]["bias"], 16)):
+    for leaf, fan_in in ((p["kernel_1"], 64), (p["bias_1"], 64), (p["kernel_2"], 16), (p["bias_2"], 16)):
         assert 0 < np.abs(np.asarray(leaf)).max() <= fan_in ** -0.5
 
 

@@ -6,8 +6,8 @@ The weight of candidate ``j`` for anchor ``i`` is ``W_ij = sigmoid(MLP(f_i + c_j
 projected fine-grained view (the anchor), ``c`` the projected coarse view and the MLP ``Dense(16),
 tanh, Dense(1)``; the loss is :func:`gcl_jax.losses.weighted_info_nce` over all candidates, the
 positive included. No clustering and no prototypical term. The first layer acts on a sum, so it
-is applied to ``f`` and ``c`` separately (``N x 16`` each) and only the ``N x N x 16`` tanh is
-pairwise.
+is applied to ``f`` and ``c`` separately (``N x 16`` each) and only the tanh and the read-out are
+pairwise, one ``N x N`` plane per hidden unit (:func:`gcl_jax.nn.pairwise_tanh_sum`).
 
 Official code: github.com/jianxiangyu/MEOW, code_adameow/module/adameow.py (model and loss) and
 code_adameow/utils/params.py (hyperparameters). As in the official code the weights are only
@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from gcl_jax import losses
 from gcl_jax.methods import meow
+from gcl_jax.nn import pairwise_tanh_sum
 from gcl_jax.nn.layers import dense_init
 from gcl_jax.train import Method
 
@@ -48,8 +49,9 @@ dataset_batch = meow.dataset_batch
 
 
 class NegativeWeigher(nn.Module):
-    """``W_ij = sigmoid(w2 . tanh(W1 (anchor_i + candidate_j) + b1) + b2)``, ``[N, N]``; with
-    ``torch_init`` both layers start as ``torch.nn.Linear``'s default, else flax's (zero biases)."""
+    """``W_ij = sigmoid(w2 . tanh(W1 (anchor_i + candidate_j) + b1) + b2)``, ``[N, N]``, through
+    :func:`gcl_jax.nn.pairwise_tanh_sum` (no ``[N, N, hidden]`` array). With ``torch_init`` both
+    layers start as ``torch.nn.Linear``'s default, else as flax's ``Dense`` (zero biases)."""
 
     hidden: int = 16
     torch_init: bool = False
@@ -61,11 +63,13 @@ class NegativeWeigher(nn.Module):
 
     @nn.compact
     def __call__(self, anchor: jax.Array, candidates: jax.Array) -> jax.Array:
-        first_inits = self.inits(anchor.shape[-1])
-        first = nn.Dense(self.hidden, use_bias=False, kernel_init=first_inits["kernel_init"])
-        bias = self.param("bias", first_inits["bias_init"], (self.hidden,))
-        pairwise = jnp.tanh(first(anchor)[:, None, :] + first(candidates)[None, :, :] + bias)
-        return jax.nn.sigmoid(nn.Dense(1, **self.inits(self.hidden))(pairwise)[..., 0])
+        first, second = self.inits(anchor.shape[-1]), self.inits(self.hidden)
+        w1 = self.param("kernel_1", first["kernel_init"], (anchor.shape[-1], self.hidden))
+        b1 = self.param("bias_1", first["bias_init"], (self.hidden,))
+        w2 = self.param("kernel_2", second["kernel_init"], (self.hidden, 1))
+        b2 = self.param("bias_2", second["bias_init"], (1,))
+        scores = pairwise_tanh_sum((anchor @ w1 + b1).T, (candidates @ w1).T, w2[:, 0])
+        return jax.nn.sigmoid(scores + b2[0])
 
 
 def build(model: dict, sample) -> Method:

@@ -15,7 +15,7 @@ from gcl_jax.nn.layers import (
     SAGEConv,
     ShortcutMLP,
 )
-from gcl_jax.nn.ops import cast_floating, edge_sum, propagate, segment_reduce, segment_softmax
+from gcl_jax.nn.ops import cast_floating, edge_sum, pairwise_tanh_sum, propagate, segment_reduce, segment_softmax
 from gcl_jax.nn.readout import READOUTS, AttentionReadout, readout
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "bounds",
     "cast_floating",
     "edge_sum",
+    "pairwise_tanh_sum",
     "propagate",
     "readout",
     "segment_reduce",

@@ -105,6 +105,50 @@ def _csr_propagate_bwd(residuals, grad):
 csr_propagate.defvjp(_csr_propagate_fwd, _csr_propagate_bwd)
 
 
+def _tanh_plane(rows: jax.Array, cols: jax.Array, h) -> jax.Array:
+    """``tanh(rows[h][:, None] + cols[h][None, :])`` for hidden unit ``h`` of ``[H, N]`` / ``[H, M]``."""
+    return jnp.tanh(rows[h][:, None] + cols[h][None, :])
+
+
+@jax.custom_vjp
+def pairwise_tanh_sum(rows: jax.Array, cols: jax.Array, weights: jax.Array) -> jax.Array:
+    """``out[i, j] = sum_h weights[h] tanh(rows[h, i] + cols[h, j])``, ``[N, M]``, for ``rows [H, N]``,
+    ``cols [H, M]`` and ``weights [H]``: a width-``H`` tanh layer and a linear read-out applied to
+    every pair's summed inputs (AdaMEOW's negative weigher).
+
+    It loops over the ``H`` units, one ``N x M`` plane at a time, and never builds the
+    ``[N, M, H]`` array the batched form needs (1 GiB at AdaMEOW's ACM size); on one CPU core
+    that is also about 5x faster forward (0.15 s against 0.75 s at N = M = 4019, H = 16). The
+    backward pass recomputes each plane instead of saving it.
+    """
+    def add_unit(h, total):
+        return total + weights[h] * _tanh_plane(rows, cols, h)
+
+    out = jnp.zeros((rows.shape[1], cols.shape[1]), jnp.result_type(rows, cols, weights))
+    return jax.lax.fori_loop(0, weights.shape[0], add_unit, out)
+
+
+def _pairwise_tanh_sum_fwd(rows, cols, weights):
+    return pairwise_tanh_sum(rows, cols, weights), (rows, cols, weights)
+
+
+def _pairwise_tanh_sum_bwd(residuals, grad):
+    rows, cols, weights = residuals
+
+    def unit_grads(h, grads):
+        d_rows, d_cols, d_weights = grads
+        plane = _tanh_plane(rows, cols, h)
+        d_pre = grad * weights[h] * (1.0 - plane * plane)
+        return (d_rows.at[h].set(jnp.sum(d_pre, axis=1)), d_cols.at[h].set(jnp.sum(d_pre, axis=0)),
+                d_weights.at[h].set(jnp.sum(grad * plane)))
+
+    zeros = (jnp.zeros_like(rows), jnp.zeros_like(cols), jnp.zeros_like(weights))
+    return jax.lax.fori_loop(0, weights.shape[0], unit_grads, zeros)
+
+
+pairwise_tanh_sum.defvjp(_pairwise_tanh_sum_fwd, _pairwise_tanh_sum_bwd)
+
+
 def segment_softmax(
     logits: jax.Array, segment_ids: jax.Array, num_segments: int, mask: jax.Array | None = None
 ) -> jax.Array:
