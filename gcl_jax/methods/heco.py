@@ -203,6 +203,8 @@ class TypeInput(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        if self.initializer not in ("heco", "torch"):
+            raise ValueError(f"TypeInput.initializer: expected 'heco' or 'torch', got {self.initializer!r}")
         fan_in = x.shape[0] if x.ndim == 1 else x.shape[-1]
         inits = dense_init("torch", fan_in) if self.initializer == "torch" else {"kernel_init": heco_init}
         if x.ndim == 1:
