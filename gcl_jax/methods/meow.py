@@ -3,7 +3,8 @@ with Meta-path Contexts and Weighted Negative Samples"), for :class:`gcl_jax.dat
 
 Two views of the target nodes, encoded by one shared two-layer GCN:
 
-- coarse view: the target nodes' own input layer ``ELU(dropout(x W + b))`` (heco's ``TypeInput``),
+- coarse view: the target nodes' input layer ``ELU(dropout(x W + b))`` (heco's ``TypeInput``; the same
+  output, dropout draw included, as the fine views'),
   propagated over the mean of the normalized meta-path adjacencies;
 - fine-grained view: per meta-path, the target input plus its *meta-path context*: for every
   intermediate node type on the path (``"apcpa"``: ``ap``, ``apc``, ``apcp``) the mean of the
@@ -33,8 +34,7 @@ step (Lloyd, ``kmeans_iterations`` steps, one random start, Euclidean; the offic
 with 5 restarts and inner-product assignment); the concentration uses Euclidean distances to the
 centroid as PCL defines it (the official code takes square roots of faiss inner products); the
 loss sums the denominators where the official code multiplies means by ``N`` (a constant shift of
-the prototypical term by ``log(N / K)``, same gradients); the coarse view's target input layer
-draws its own dropout mask (the official code reuses the fine view's); embeddings are computed
+the prototypical term by ``log(N / K)``, same gradients); embeddings are computed
 without dropout (the official code keeps its last training forward pass's); the input layers start
 from HeCo's Xavier-normal kernels and the context maps and projection from flax's defaults, where
 the official code keeps ``torch.nn.Linear``'s (``model.torch_init = true`` gives those; on ACM the
@@ -254,24 +254,21 @@ class MEOWEncoder(nn.Module):
         self.attention = heco.SemanticAttention(self.dropout)
         self.project = nn.Dense(self.hidden, **inits)
 
-    def _context(self, m: str, h: dict, contexts: dict, train: bool) -> jax.Array:
-        """Sum over the meta-path's prefixes of ``dropout(W_p mean_{reached nodes} h)``."""
-        total = 0.0
-        for p in context_prefixes(m):
-            op = contexts[p]
-            mean = jax.ops.segment_sum(op["weights"][:, None] * h[p[-1]][op["cols"]], op["rows"],
-                                       num_segments=h["target"].shape[0])
-            total = total + self.drop(self.context_maps[f"{m}_{p}"](mean), deterministic=not train)
-        return total
+    def _context(self, m: str, means: dict, train: bool) -> jax.Array:
+        """Sum over the meta-path's prefixes of ``dropout(W_p mean_{reached nodes} h)``; every call
+        draws its own dropout masks (the official code applies the map once per view)."""
+        return sum(self.drop(self.context_maps[f"{m}_{p}"](means[p]), deterministic=not train) for p in context_prefixes(m))
 
-    def fine(self, features, masked_target, contexts, operators, masked_operators, *, train: bool = False):
-        """The fused fine-grained embedding ``[N, hidden]``."""
-        h = {kind: self.inputs[kind](features[kind], train=train) for kind in self.kinds}
+    def fine(self, h: dict, masked_target, contexts, operators, masked_operators, *, train: bool = False):
+        """The fused fine-grained embedding ``[N, hidden]`` from the input layers' outputs ``h``."""
         h_masked = self.inputs["target"](masked_target, train=train)
+        n = h["target"].shape[0]
+        means = {p: jax.ops.segment_sum(op["weights"][:, None] * h[p[-1]][op["cols"]], op["rows"], num_segments=n)
+                 for p, op in contexts.items()}
         views = []
         for m in self.metapaths:
-            context = self._context(m, h, contexts, train)
             for target, op in ((h["target"], operators[m]), (h_masked, masked_operators[m])):
+                context = self._context(m, means, train)
                 z = self.gcn(nn.elu(target + context), lambda x, op=op: apply_operator(op, x), train=train)
                 views.append(z / jnp.maximum(jnp.linalg.norm(z, axis=1, keepdims=True), 1e-12))
         return self.attention(jnp.stack(views), train=train)
@@ -282,10 +279,10 @@ class MEOWEncoder(nn.Module):
         return p / jnp.maximum(jnp.linalg.norm(p, axis=1, keepdims=True), 1e-12)
 
     def __call__(self, features, masked_target, contexts, operators, masked_operators, *, train: bool = False):
-        z = self.fine(features, masked_target, contexts, operators, masked_operators, train=train)
-        h_target = self.inputs["target"](features["target"], train=train)
+        h = {kind: self.inputs[kind](features[kind], train=train) for kind in self.kinds}
+        z = self.fine(h, masked_target, contexts, operators, masked_operators, train=train)
         coarse_op = mean_over_operators([operators[m] for m in self.metapaths])
-        coarse = self.gcn(h_target, coarse_op, train=train)
+        coarse = self.gcn(h["target"], coarse_op, train=train)  # the fine views' target input, its dropout included
         return self.projected(coarse), self.projected(z), z
 
 
