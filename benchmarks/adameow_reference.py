@@ -22,7 +22,9 @@ differ:
   Linear(16, 1)``; Adam with the config's lr and L2 (``weight_decay``); ``torch.nn`` default
   initialization elsewhere, as the official code leaves it.
 
-Every ``--every`` epochs it scores the fused fine view with gcl-jax's ``hetero`` protocol (the
+First it checks that both compute the same function: gcl-jax's parameters copied into the PyTorch
+model, dropout off, the loss, embeddings and gradients agree (printed, and kept in the JSON).
+Then every ``--every`` epochs it scores the fused fine view with gcl-jax's ``hetero`` protocol (the
 config's ``[eval]`` table, HeCo's Adam probe as the ``heco_*`` extras), once from the epoch's
 training forward pass (dropout on: what the official ``get_embeds`` returns) and once without
 dropout (what gcl-jax reports). Prints the curve and writes it as JSON.
@@ -41,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gcl_jax import data, runner
+from gcl_jax import data, losses, runner
 from gcl_jax.methods import adameow, meow
 
 HERE = Path(__file__).parent
@@ -156,6 +158,64 @@ class AdaMEOW(nn.Module):
         return loss, fine
 
 
+def load_jax_parameters(model: AdaMEOW, params: dict) -> None:
+    """Copy a gcl-jax AdaMEOW parameter tree (``model.torch_init = true`` layout) into ``model``."""
+    e, c = params["encoder"]["params"], params["contrast"]["params"]
+
+    def put(linear, kernel, bias=None):
+        linear.weight.copy_(torch.as_tensor(np.asarray(kernel)).T)
+        if bias is not None:
+            linear.bias.copy_(torch.as_tensor(np.asarray(bias)))
+
+    with torch.no_grad():
+        for kind, module in model.inputs.items():
+            layer = e[f"inputs_{kind}"]
+            kernel, bias = (layer["Dense_0"]["kernel"], layer["Dense_0"]["bias"]) if "Dense_0" in layer \
+                else (layer["Embed_0"]["embedding"], layer["bias"])
+            put(module.linear, kernel, bias)
+        for m in model.metapaths:
+            for prefix in model.prefixes[m]:
+                put(model.context_maps[prefix], e[f"context_maps_{m}_{prefix}"]["kernel"])
+        for index, weight in enumerate(model.gcn.weights):
+            weight.copy_(torch.as_tensor(np.asarray(e["gcn"][f"weight_{index}"])))
+        model.gcn.prelu.weight.fill_(float(e["gcn"]["Activation_0"]["PReLU_0"]["negative_slope"]))
+        put(model.attention.fc, e["attention"]["Dense_0"]["kernel"], e["attention"]["Dense_0"]["bias"])
+        model.attention.att.copy_(torch.as_tensor(np.asarray(e["attention"]["attention"])))
+        put(model.project, e["project"]["kernel"], e["project"]["bias"])
+        put(model.weigher[0], c["kernel_1"], c["bias_1"])
+        put(model.weigher[2], c["kernel_2"], c["bias_2"])
+
+
+def parity(batch: dict, tbatch: dict, cfg: dict) -> dict:
+    """The same parameters in both, dropout off: gcl-jax's loss (its ``Method.loss`` pieces in eval
+    mode), embeddings and gradients against this model's. Largest absolute differences."""
+    model_cfg = {**cfg["model"], "torch_init": True}
+    params, _ = adameow.build(model_cfg, batch).init(jax.random.key(0), batch)
+    encoder = meow.MEOWEncoder(model_cfg["hidden"], tuple(batch["features"]), tuple(sorted(batch["metapaths"])),
+                               torch_init=True)
+    weigher = adameow.NegativeWeigher(int(model_cfg["weigher_hidden"]), True)
+    inputs = (batch["features"], batch["masked_target"], batch["contexts"], batch["metapaths"], batch["masked_metapaths"])
+
+    def jax_loss(p):
+        coarse, fine, z = encoder.apply(p["encoder"], *inputs)
+        weights = weigher.apply(p["contrast"], fine, coarse)
+        return losses.weighted_info_nce(fine, coarse, weights, temperature=model_cfg["tau"]), z
+
+    (value, z), grads = jax.value_and_grad(jax_loss, has_aux=True)(params)
+    model = AdaMEOW(tbatch, model_cfg)
+    load_jax_parameters(model, params)
+    model.eval()
+    loss, fine = model(tbatch)
+    loss.backward()
+    g = grads["encoder"]["params"]
+    pairs = ((g["project"]["kernel"], model.project.weight.grad.T), (g["gcn"]["weight_0"], model.gcn.weights[0].grad),
+             (grads["contrast"]["params"]["kernel_1"], model.weigher[0].weight.grad.T),
+             (g["inputs_target"]["Dense_0"]["kernel"], model.inputs["target"].linear.weight.grad.T))
+    grad_gap = max(float(np.abs(np.asarray(a) - b.numpy()).max()) for a, b in pairs)
+    return {"loss_jax": float(value), "loss_torch": loss.item(),
+            "embedding_gap": float(np.abs(np.asarray(z) - fine.detach().numpy()).max()), "gradient_gap": grad_gap}
+
+
 def score(cfg: dict, dataset, z: torch.Tensor) -> dict:
     result = runner.evaluate(cfg["eval"], z.detach().numpy(), dataset, 0)
     extras = {k: round(100 * float(np.mean(v)), 2) for k, v in result.extra.items() if k.startswith("heco_macro_f1_20")}
@@ -176,7 +236,11 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     cfg = runner.resolve_config("adameow", args.dataset, None, args.set)
     dataset = data.load(args.dataset)
-    batch = torch_batch(adameow.dataset_batch(dataset, cfg))
+    jax_batch = adameow.dataset_batch(dataset, cfg)
+    batch = torch_batch(jax_batch)
+    check = parity(jax_batch, batch, cfg)
+    print("same parameters, no dropout:", json.dumps(check), flush=True)
+    torch.manual_seed(args.seed)
     model = AdaMEOW(batch, cfg["model"])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     curve, started = [], time.perf_counter()
@@ -195,7 +259,8 @@ def main(argv=None) -> None:
             curve.append(point)
             print(json.dumps(point), flush=True)
     out = Path(args.json or HERE / f"adameow_reference-{args.dataset}.json")
-    out.write_text(json.dumps({"dataset": args.dataset, "seed": args.seed, "config": cfg, "curve": curve}, indent=2) + "\n")
+    out.write_text(json.dumps({"dataset": args.dataset, "seed": args.seed, "config": cfg, "parity": check, "curve": curve},
+                              indent=2) + "\n")
     print(f"wrote {out}")
 
 
