@@ -34,13 +34,12 @@ step (Lloyd, ``kmeans_iterations`` steps, one random start, Euclidean; the offic
 with 5 restarts and inner-product assignment); the concentration uses Euclidean distances to the
 centroid as PCL defines it (the official code takes square roots of faiss inner products); the
 loss sums the denominators where the official code multiplies means by ``N`` (a constant shift of
-the prototypical term by ``log(N / K)``, same gradients); embeddings are computed
-without dropout (the official code keeps its last training forward pass's); the input layers start
-from HeCo's Xavier-normal kernels and the context maps and projection from flax's defaults, where
-the official code keeps ``torch.nn.Linear``'s (``model.torch_init = true`` gives those; on ACM the
-untrained encoder of the AdaMEOW config probes at Ma-F1 74.9 / 74.5 with ours and 72.9 / 70.7 with
-torch's, init seeds 0 / 1).
-:mod:`gcl_jax.methods.adameow` reuses everything here with learned negative weights.
+the prototypical term by ``log(N / K)``, same gradients); embeddings are computed without dropout
+(the official code keeps its last training forward pass's); by default MEOW's input layers start
+from HeCo's Xavier-normal kernels and its context maps and projection from flax's defaults, where
+the official code keeps ``torch.nn.Linear``'s (``model.torch_init = true`` gives those, and is
+AdaMEOW's default: there it decides between Ma-F1 72 and 85 on ACM). :mod:`gcl_jax.methods.adameow`
+reuses everything here with learned negative weights.
 """
 
 from __future__ import annotations
