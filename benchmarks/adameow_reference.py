@@ -233,7 +233,6 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
     cfg = runner.resolve_config("adameow", args.dataset, None, args.set)
     dataset = data.load(args.dataset)
     jax_batch = adameow.dataset_batch(dataset, cfg)
