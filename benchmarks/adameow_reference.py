@@ -23,7 +23,10 @@ differ:
   initialization elsewhere, as the official code leaves it.
 
 First it checks that both compute the same function: gcl-jax's parameters copied into the PyTorch
-model, dropout off, the loss, embeddings and gradients agree (printed, and kept in the JSON).
+model, dropout off, the loss, embeddings and gradients agree. With ``--train-checks K`` it checks
+what that cannot see: each parameter's spread at initialization on both sides, ``K`` training
+steps without dropout from the shared start (gcl-jax's train step against ``torch.optim.Adam``),
+and the mean training loss over ``K`` dropout draws on each side (all printed, kept in the JSON).
 Then every ``--every`` epochs it scores the fused fine view with gcl-jax's ``hetero`` protocol (the
 config's ``[eval]`` table, HeCo's Adam probe as the ``heco_*`` extras), once from the epoch's
 training forward pass (dropout on: what the official ``get_embeds`` returns) and once without
@@ -43,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gcl_jax import data, losses, runner
+from gcl_jax import data, runner, train
 from gcl_jax.methods import adameow, meow
 
 HERE = Path(__file__).parent
@@ -186,25 +189,24 @@ def load_jax_parameters(model: AdaMEOW, params: dict) -> None:
         put(model.weigher[2], c["kernel_2"], c["bias_2"])
 
 
-def parity(batch: dict, tbatch: dict, cfg: dict) -> dict:
-    """The same parameters in both, dropout off: gcl-jax's loss (its ``Method.loss`` pieces in eval
-    mode), embeddings and gradients against this model's. Largest absolute differences."""
-    model_cfg = {**cfg["model"], "torch_init": True}
-    params, _ = adameow.build(model_cfg, batch).init(jax.random.key(0), batch)
-    encoder = meow.MEOWEncoder(model_cfg["hidden"], tuple(batch["features"]), tuple(sorted(batch["metapaths"])),
-                               torch_init=True)
-    weigher = adameow.NegativeWeigher(int(model_cfg["weigher_hidden"]), True)
-    inputs = (batch["features"], batch["masked_target"], batch["contexts"], batch["metapaths"], batch["masked_metapaths"])
-
-    def jax_loss(p):
-        coarse, fine, z = encoder.apply(p["encoder"], *inputs)
-        weights = weigher.apply(p["contrast"], fine, coarse)
-        return losses.weighted_info_nce(fine, coarse, weights, temperature=model_cfg["tau"]), z
-
-    (value, z), grads = jax.value_and_grad(jax_loss, has_aux=True)(params)
+def shared_start(batch: dict, tbatch: dict, cfg: dict, dropout: float, steps: int = 1):
+    """gcl-jax's AdaMEOW (``torch_init``, the given dropout), its optimizer as the runner builds it and
+    its initial train state; and the PyTorch model holding the same initial parameters."""
+    model_cfg = {**cfg["model"], "torch_init": True, "dropout": dropout}
+    method = adameow.build(model_cfg, batch)
+    optimizer, _ = train.make_optimizer(cfg["lr"], steps, weight_decay=cfg["weight_decay"])
+    ts = train.init_state(method, optimizer, 0, batch)
     model = AdaMEOW(tbatch, model_cfg)
-    load_jax_parameters(model, params)
-    model.eval()
+    load_jax_parameters(model, ts.params)
+    return method, optimizer, ts, model
+
+
+def parity(batch: dict, tbatch: dict, cfg: dict) -> dict:
+    """The same parameters in both, dropout off: gcl-jax's loss, embeddings and gradients against
+    this model's. Largest absolute differences."""
+    method, _, ts, model = shared_start(batch, tbatch, cfg, 0.0)
+    (value, _), grads = jax.value_and_grad(method.loss, has_aux=True)(ts.params, ts.state, ts.key, batch)
+    z = method.embed(ts.params, ts.state, batch)
     loss, fine = model(tbatch)
     loss.backward()
     g = grads["encoder"]["params"]
@@ -214,6 +216,53 @@ def parity(batch: dict, tbatch: dict, cfg: dict) -> dict:
     grad_gap = max(float(np.abs(np.asarray(a) - b.numpy()).max()) for a, b in pairs)
     return {"loss_jax": float(value), "loss_torch": loss.item(),
             "embedding_gap": float(np.abs(np.asarray(z) - fine.detach().numpy()).max()), "gradient_gap": grad_gap}
+
+
+def init_spread(batch: dict, tbatch: dict, cfg: dict) -> dict:
+    """Each parameter's standard deviation at initialization (its value if a scalar): PyTorch's own
+    draw against gcl-jax's ``torch_init`` draw. A layer drawn from another distribution stands out."""
+    model = shared_start(batch, tbatch, cfg, 0.0)[3]
+    torch.manual_seed(0)
+    own = AdaMEOW(tbatch, cfg["model"])
+
+    def spread(t):
+        return round(float(t.detach().std()) if t.numel() > 1 else float(t.detach()), 4)
+
+    return {name: [spread(a), spread(b)] for (name, a), (_, b) in zip(own.named_parameters(), model.named_parameters())}
+
+
+def step_parity(batch: dict, tbatch: dict, cfg: dict, steps: int) -> dict:
+    """From a shared start, dropout off: ``steps`` steps of gcl-jax's own train step
+    (``train.make_step``) against ``torch.optim.Adam`` with L2; the loss per step on each side and
+    the projection kernels' largest difference at the end."""
+    method, optimizer, ts, model = shared_start(batch, tbatch, cfg, 0.0, steps)
+    step = jax.jit(train.make_step(method, optimizer))
+    torch_optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    jax_curve, torch_curve = [], []
+    for _ in range(steps):
+        ts, loss, _ = step(ts, batch)
+        jax_curve.append(float(loss))
+        value, _ = model(tbatch)
+        torch_optimizer.zero_grad()
+        value.backward()
+        torch_optimizer.step()
+        torch_curve.append(value.item())
+    gap = np.abs(np.asarray(ts.params["encoder"]["params"]["project"]["kernel"]) - model.project.weight.detach().numpy().T)
+    return {"loss_jax": jax_curve, "loss_torch": torch_curve, "project_kernel_gap": float(gap.max())}
+
+
+def dropout_parity(batch: dict, tbatch: dict, cfg: dict, draws: int) -> dict:
+    """The training loss at a shared start over ``draws`` dropout draws per side: mean and standard
+    error. A dropout placed or scaled differently moves the mean."""
+    method, _, ts, model = shared_start(batch, tbatch, cfg, cfg["model"]["dropout"])
+    loss = jax.jit(lambda key: method.loss(ts.params, ts.state, key, batch)[0])
+    jax_draws = [float(loss(k)) for k in jax.random.split(jax.random.key(1), draws)]
+    model.train()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        torch_draws = [model(tbatch)[0].item() for _ in range(draws)]
+    return {side: {"mean": float(np.mean(v)), "sem": float(np.std(v, ddof=1) / np.sqrt(draws))}
+            for side, v in (("jax", jax_draws), ("torch", torch_draws))}
 
 
 def score(cfg: dict, dataset, z: torch.Tensor) -> dict:
@@ -229,6 +278,8 @@ def main(argv=None) -> None:
     p.add_argument("--every", type=int, default=100, help="score every this many epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], help="gcl-jax config override, key=value")
+    p.add_argument("--train-checks", type=int, default=20,
+                   help="optimizer steps without dropout, and dropout draws, compared from a shared start (0: skip)")
     p.add_argument("--json", default=None, help="output JSON (default benchmarks/adameow_reference-DATASET.json)")
     args = p.parse_args(argv)
 
@@ -239,6 +290,12 @@ def main(argv=None) -> None:
     batch = torch_batch(jax_batch)
     check = parity(jax_batch, batch, cfg)
     print("same parameters, no dropout:", json.dumps(check), flush=True)
+    if args.train_checks:
+        check["init_std"] = init_spread(jax_batch, batch, cfg)
+        check["steps_no_dropout"] = step_parity(jax_batch, batch, cfg, args.train_checks)
+        check["dropout_loss"] = dropout_parity(jax_batch, batch, cfg, args.train_checks)
+        for name in ("init_std", "steps_no_dropout", "dropout_loss"):
+            print(f"{name}:", json.dumps(check[name]), flush=True)
     torch.manual_seed(args.seed)
     model = AdaMEOW(batch, cfg["model"])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
