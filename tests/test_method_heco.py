@@ -80,6 +80,7 @@ def test_semantic_attention_by_hand():
     params = layer.init(jax.random.PRNGKey(1), jnp.asarray(views))
     p = params["params"]
     w, b, a = (np.asarray(v) for v in (p["Dense_0"]["kernel"], p["Dense_0"]["bias"], p["attention"][0]))
+    assert 0 < np.abs(b).max() <= 4 ** -0.5  # HeCo leaves the bias at torch.nn.Linear's default
     scores = np.array([a @ np.tanh(v @ w + b).mean(axis=0) for v in views])
     beta = np.exp(scores) / np.exp(scores).sum()
     np.testing.assert_allclose(np.asarray(layer.apply(params, jnp.asarray(views))), np.tensordot(beta, views, 1),

@@ -202,7 +202,8 @@ def test_shortcut_mlp_matches_formula():
 
 
 def test_mlp_torch_initializer_draws_kernel_and_bias_within_torch_linear_bound():
-    """torch.nn.Linear's default: kernel and bias uniform in +-1/sqrt(fan_in) (GRACE's head)."""
+    """torch.nn.Linear's default: kernel and bias uniform in +-1/sqrt(fan_in) (GRACE's head); HeCo's
+    re-draws only the kernel, Xavier-normal with gain 1.414."""
     x = np.zeros((2, 400), np.float32)
     params = gnn.MLP((300, 200), initializer="torch").init(KEY, x)["params"]
     for name, fan_in in (("Dense_0", 400), ("Dense_1", 300)):
@@ -212,6 +213,9 @@ def test_mlp_torch_initializer_draws_kernel_and_bias_within_torch_linear_bound()
             assert np.abs(values).max() > 0.9 * fan_in ** -0.5  # spread over the whole range
     glorot_bias = np.asarray(gnn.MLP((300, 5)).init(KEY, x)["params"]["Dense_0"]["bias"])
     assert not glorot_bias.any()
+    heco = gnn.MLP((300,), initializer="heco").init(KEY, x)["params"]["Dense_0"]  # xavier_normal_(gain=1.414)
+    np.testing.assert_allclose(np.asarray(heco["kernel"]).std(), 1.414 * np.sqrt(2 / (400 + 300)), rtol=0.02)
+    assert 0.9 * 400 ** -0.5 < np.abs(np.asarray(heco["bias"])).max() <= 400 ** -0.5  # torch's bias, untouched
     with pytest.raises(ValueError, match="initializer"):
         gnn.MLP((3,), initializer="he").init(KEY, x)
 

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from gcl_jax import graph as G
 from gcl_jax import losses
 from gcl_jax.nn import MLP, Activation, propagate
-from gcl_jax.nn.layers import dense_init
+from gcl_jax.nn.layers import dense_init, heco_init
 from gcl_jax.train import Method
 
 LEVEL = "node"
@@ -61,8 +61,6 @@ DEFAULTS = {
     "eval": {"protocol": "hetero"},
 }
 
-#: torch's ``xavier_normal_(gain=1.414)``, HeCo's init for every weight and attention vector.
-heco_init = nn.initializers.variance_scaling(2.0, "fan_avg", "normal")
 
 
 # ----------------------------------------------------------------------------- host-side batch
@@ -158,7 +156,7 @@ class SemanticAttention(nn.Module):
 
     @nn.compact
     def __call__(self, views: jax.Array, *, train: bool = False) -> jax.Array:
-        summary = jnp.tanh(nn.Dense(views.shape[-1], kernel_init=heco_init)(views)).mean(axis=1)  # [V, d]
+        summary = jnp.tanh(nn.Dense(views.shape[-1], **dense_init("heco", views.shape[-1]))(views)).mean(axis=1)  # [V, d]
         vector = _attention_vector(self, "attention", views.shape[-1], self.attention_dropout, train)
         beta = jax.nn.softmax(summary @ vector)
         return jnp.tensordot(beta, views, axes=1)
@@ -194,8 +192,9 @@ class MetapathGCN(nn.Module):
 class TypeInput(nn.Module):
     """A node type's input layer ``ELU(dropout(x W + b))``; ids ``[N]`` (one-hot) look up rows.
 
-    ``initializer``: ``"heco"`` (HeCo's Xavier-normal kernel, zero bias; no bias on ids) or
-    ``"torch"`` (``torch.nn.Linear``'s default kernel and bias, as MEOW's code leaves them)."""
+    ``initializer``: ``"heco"`` (HeCo's Xavier-normal kernel, ``torch.nn.Linear``'s default bias) or
+    ``"torch"`` (``torch.nn.Linear``'s default kernel and bias, as MEOW's code leaves them); see
+    :func:`gcl_jax.nn.layers.dense_init`. Ids have a bias too: HeCo multiplies an identity matrix."""
 
     features: int
     dropout: float = 0.0
@@ -206,11 +205,10 @@ class TypeInput(nn.Module):
         if self.initializer not in ("heco", "torch"):
             raise ValueError(f"TypeInput.initializer: expected 'heco' or 'torch', got {self.initializer!r}")
         fan_in = x.shape[0] if x.ndim == 1 else x.shape[-1]
-        inits = dense_init("torch", fan_in) if self.initializer == "torch" else {"kernel_init": heco_init}
+        inits = dense_init(self.initializer, fan_in)
         if x.ndim == 1:
             h = nn.Embed(fan_in, self.features, embedding_init=inits["kernel_init"])(x)
-            if "bias_init" in inits:
-                h = h + self.param("bias", inits["bias_init"], (self.features,))
+            h = h + self.param("bias", inits["bias_init"], (self.features,))
         else:
             h = nn.Dense(self.features, **inits)(x)
         return nn.elu(nn.Dropout(self.dropout)(h, deterministic=not train))
@@ -265,7 +263,7 @@ def build(model: dict, sample) -> Method:
         model["hidden"], tuple(sample["features"]), tuple(sample["metapaths"]), tuple(sizes),
         feat_drop=model["feat_drop"], attn_drop=model["attn_drop"],
     )
-    projector = MLP((model["hidden"], model["hidden"]), activation="elu")
+    projector = MLP((model["hidden"], model["hidden"]), activation="elu", initializer="heco")
 
     def draw(key, batch):
         keys = jax.random.split(key, len(sizes))

@@ -19,23 +19,28 @@ from gcl_jax.parallel import psum
 from gcl_jax.nn.ops import edge_sum, propagate, segment_softmax
 
 glorot = nn.initializers.glorot_uniform()
-DENSE_INITS = ("glorot", "torch")
+DENSE_INITS = ("glorot", "torch", "heco")
+
+#: torch's ``xavier_normal_(gain=1.414)``: HeCo's (and MEOW's) init for weights and attention vectors.
+heco_init = nn.initializers.variance_scaling(2.0, "fan_avg", "normal")
 
 
 def dense_init(kind: str, fan_in: int) -> dict:
-    """Initializers for ``nn.Dense``: ``glorot`` (Glorot-uniform kernel, zero bias) or ``torch``
+    """Initializers for ``nn.Dense``: ``glorot`` (Glorot-uniform kernel, zero bias), ``torch``
     (``torch.nn.Linear``'s default: kernel and bias uniform in ``+-1/sqrt(fan_in)``), which the
     official PyTorch code of GRACE-family projection heads relies on (a Glorot head with zero bias
-    collapses GCA's Amazon configs at learning rate 0.1 after one Adam step, in PyTorch as here)."""
+    collapses GCA's Amazon configs at learning rate 0.1 after one Adam step, in PyTorch as here),
+    or ``heco`` (:data:`heco_init` kernel, bias left at ``torch.nn.Linear``'s default, as HeCo's
+    and MEOW's code re-initialize only the weights)."""
     if kind == "glorot":
         return {"kernel_init": glorot}
-    if kind == "torch":
+    if kind in ("torch", "heco"):
         bound = fan_in ** -0.5
 
         def uniform(key, shape, dtype=jnp.float32):
             return jax.random.uniform(key, shape, dtype, -bound, bound)
 
-        return {"kernel_init": uniform, "bias_init": uniform}
+        return {"kernel_init": heco_init if kind == "heco" else uniform, "bias_init": uniform}
     raise ValueError(f"initializer: expected one of {', '.join(DENSE_INITS)}, got {kind!r}")
 
 
